@@ -1,0 +1,109 @@
+"""The `geoclass` command: one subcommand per step, each a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from geoclass.errors import GeoclassError
+
+log = logging.getLogger("geoclass")
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dask cluster")
+    group.add_argument("--scheduler", help="address of an existing dask scheduler (tcp://...)")
+    group.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
+    group.add_argument("--threads-per-worker", type=int, help="threads per local worker")
+    group.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
+
+
+def _client(args, config):
+    from geoclass.cluster import dask_client
+
+    return dask_client(
+        config.dask, args.scheduler, args.workers, args.threads_per_worker, args.memory_limit
+    )
+
+
+def cmd_synth(args) -> None:
+    from geoclass.synth import synth
+
+    config = synth(
+        args.out_dir, tiles=args.tiles, size=args.size, dates=args.dates, classes=args.classes,
+        regions=args.regions, cloud_cover=args.cloud_cover, labels=args.labels, seed=args.seed,
+    )
+    print(f"scene written to {args.out_dir}; configuration: {config}")
+
+
+def cmd_cube(args) -> None:
+    from geoclass.config import load_config
+    from geoclass.cube import build_cubes
+
+    config = load_config(args.config)
+    with _client(args, config):
+        paths = build_cubes(config, force=args.force)
+    for tile, path in paths.items():
+        print(f"{tile}: {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geoclass", description="Land-cover maps from satellite image time series."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic scene and its config.yaml")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--tiles", type=int, default=2)
+    p.add_argument("--size", type=int, default=256, help="tile side in pixels")
+    p.add_argument("--dates", type=int, default=12)
+    p.add_argument("--classes", type=int, default=8)
+    p.add_argument("--regions", type=int, default=2)
+    p.add_argument("--cloud-cover", type=float, default=0.2)
+    p.add_argument("--labels", choices=["string", "int"], default="string")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("cube", help="build (or reuse) the feature cubes of every tile")
+    p.add_argument("config", type=Path)
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    _cluster_options(p)
+    p.set_defaults(func=cmd_cube)
+    return parser
+
+
+def _setup_logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=debug)],
+    )
+    for noisy in ("distributed", "asyncio", "rasterio", "fiona", "numba", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.debug)
+    try:
+        args.func(args)
+    except GeoclassError as err:
+        if args.debug:
+            raise
+        print(f"geoclass {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Landsat-8 in THEIA's old N2A layout: one 7-band `*_ORTHO_SURF_CORR_PENTE_*.TIF` per date
+plus `MASK/*_NUA.TIF` (clouds: non-zero), `*_SAT.TIF` (saturation: non-zero) and `*_DIV.TIF`
+(bit 0: no data). `*_NODATA.TIF` is not used: its value convention differs between products
+(the two real crops in iota2's test data hold 1 and 0 over the same valid pixels), while DIV's
+no-data bit is consistent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from geoclass.errors import InputError
+from geoclass.grid import grid_of_raster
+from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries
+
+L8_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+L8_INDEX_BANDS = {"green": "B3", "red": "B4", "nir": "B5", "swir": "B6"}
+_PRODUCT = re.compile(r"^LANDSAT8_OLITIRS_XS_(\d{8})_N2A_")
+_MASKS = (("NUA", "nonzero"), ("SAT", "nonzero"), ("DIV", "bit0"))
+
+
+def _acquisition(product: Path, date: dt.date) -> Acquisition:
+    image = sorted(product.glob("*_ORTHO_SURF_CORR_PENTE_*.TIF"))
+    if not image:
+        raise InputError([f"{product}: no *_ORTHO_SURF_CORR_PENTE_*.TIF reflectance file"])
+    bands = tuple(BandRef(str(image[0]), i + 1) for i in range(len(L8_BANDS)))
+    masks = []
+    for kind, rule in _MASKS:
+        found = sorted(product.glob(f"MASK/*_{kind}.TIF"))
+        if found:
+            masks.append(MaskRef(str(found[0]), rule))
+    return Acquisition(date, product.name, bands, tuple(masks))
+
+
+def read_landsat8_old(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
+    """Find every old-format Landsat-8 product of `tile` under `root/<tile>/`."""
+    tile_dir = Path(root) / tile
+    if not tile_dir.is_dir():
+        raise InputError([f"no folder for tile {tile} in chain.l8_path_old: {tile_dir}"])
+    products = []
+    for p in sorted(tile_dir.iterdir()):
+        match = _PRODUCT.match(p.name)
+        if p.is_dir() and match:
+            products.append((dt.datetime.strptime(match.group(1), "%Y%m%d").date(), p))
+    if not products:
+        raise InputError([f"{tile_dir}: no Landsat-8 N2A product folder (LANDSAT8_OLITIRS_XS_*)"])
+    acquisitions = tuple(_acquisition(p, date) for date, p in sorted(products))
+    return SensorSeries(
+        sensor="landsat_8_old",
+        prefix="L8_",
+        tile=tile,
+        band_names=L8_BANDS,
+        acquisitions=acquisitions,
+        grid=grid_of_raster(acquisitions[0].bands[0].path, tile, chunk),
+        scale=1e-3,
+        index_bands=L8_INDEX_BANDS,
+    )
