@@ -86,7 +86,10 @@ def load_ground_truth(path, data_field: str, crs=None, repair: bool = False) -> 
 def load_regions(path, region_field: str, crs=None) -> gpd.GeoDataFrame:
     """The regions as columns `region` (int) and geometry, in `crs` (if given)."""
     gdf = read_vector(path)
-    region = gdf[region_field].map(_as_int).astype("int64")
+    region = gdf[region_field].map(_as_int) if region_field in gdf.columns else None
+    if region is None or region.isna().any():
+        raise InputError(check_regions(path, region_field))
+    region = region.astype("int64")
     out = gpd.GeoDataFrame({"region": region}, geometry=gdf.geometry.values, crs=gdf.crs)
     return out.to_crs(crs) if crs is not None else out
 
@@ -117,7 +120,7 @@ def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]
     polygonal = ~empty & np.isin(types, POLYGONAL)
     for type_name in pd.unique(types[~empty & ~polygonal]):
         problems.append(
-            f"{name}: {_fids(fids[types == type_name])}: {type_name} geometry; "
+            f"{name}: {_fids(fids[~empty & (types == type_name)])}: {type_name} geometry; "
             f"{kind} must be polygons"
         )
     valid = polygonal & shapely.is_valid(geoms)

@@ -187,6 +187,8 @@ def test_region_values_must_be_integers(tmp_path):
         "regions.shp: FID 1 ('north'): field 'reg' must hold integers; "
         "give these polygons an integer region"
     ]
+    with pytest.raises(InputError, match="north"):
+        load_regions(path, "reg")
 
 
 def test_regions_share_the_vector_rules(tmp_path):
