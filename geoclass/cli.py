@@ -49,6 +49,32 @@ def cmd_cube(args) -> None:
         print(f"{tile}: {path}")
 
 
+def cmd_check(args) -> int:
+    from geoclass.check import check_inputs
+    from geoclass.config import load_config
+
+    report = check_inputs(load_config(args.config))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    if report.ok:
+        print(f"{args.config}: all input checks passed")
+        return 0
+    print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
+    return 1
+
+
+def cmd_samples(args) -> None:
+    from geoclass.config import load_config
+    from geoclass.samples import sample
+
+    config = load_config(args.config)
+    with _client(args, config):
+        out = sample(config, force=args.force)
+    print(f"samples written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geoclass", description="Land-cover maps from satellite image time series."
@@ -73,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_cube)
+
+    p = sub.add_parser("check", help="run every input check, without heavy work")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("samples", help="split, select, extract and augment the samples")
+    p.add_argument("config", type=Path)
+    p.add_argument("--force", action="store_true", help="redo even if up to date")
+    _cluster_options(p)
+    p.set_defaults(func=cmd_samples)
     return parser
 
 
@@ -93,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug)
     try:
-        args.func(args)
+        status = args.func(args)
     except GeoclassError as err:
         if args.debug:
             raise
@@ -102,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,13 @@ def local_cluster_size(workers: int | None, threads: int | None) -> tuple[int, i
     return workers, threads
 
 
+def _quiet_distributed() -> None:
+    """distributed sets INFO on its own loggers; keep our console for what matters."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("distributed"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @contextmanager
 def dask_client(
     options: DaskOptions | None = None,
@@ -66,6 +73,7 @@ def dask_client(
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
+    _quiet_distributed()
     log.info(
         "LocalCluster: %d worker(s) x %d thread(s); dashboard: %s",
         n_workers, threads, client.dashboard_link,

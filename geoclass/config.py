@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from geoclass.errors import ConfigError
 
@@ -37,6 +44,7 @@ class Chain(_Section):
     runs: int = Field(default=1, ge=1)
     random_seed: int = 0
     split_ground_truth: bool = True
+    repair_geometries: bool = False
     proj: str | None = None
 
     @field_validator("list_tile", mode="before")
@@ -83,6 +91,80 @@ class UserFeat(_Section):
     patterns: list[str] = []
 
 
+Strategy = Literal["all", "byclass", "constant", "percent", "smallest", "total"]
+
+
+class _Dotted(_Section):
+    """Sections that accept iota2's dotted keys (`strategy.percent.p`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SelectionRule(_Dotted):
+    """One sample-selection rule (iota2's `sampleSelection`)."""
+
+    sampler: Literal["random", "periodic"] = "random"
+    strategy: Strategy = "all"
+    constant_nb: int | None = Field(default=None, alias="strategy.constant.nb", ge=1)
+    percent_p: float | None = Field(default=None, alias="strategy.percent.p", gt=0, le=1)
+    total_v: int | None = Field(default=None, alias="strategy.total.v", ge=1)
+    byclass_in: dict[str, int] | None = Field(default=None, alias="strategy.byclass.in")
+
+    @model_validator(mode="after")
+    def _parameter_given(self):
+        needed = {"constant": "constant_nb", "percent": "percent_p", "total": "total_v",
+                  "byclass": "byclass_in"}.get(self.strategy)
+        if needed and getattr(self, needed) is None:
+            alias = type(self).model_fields[needed].alias
+            raise ValueError(f"strategy '{self.strategy}' needs '{alias}'")
+        return self
+
+
+class ModelRule(SelectionRule):
+    target_model: int
+
+
+class SampleSelection(SelectionRule):
+    per_model: list[ModelRule] = []
+
+    def rule_for(self, region: int) -> SelectionRule:
+        for rule in self.per_model:
+            if rule.target_model == region:
+                return rule
+        return self
+
+
+class SampleAugmentation(_Dotted):
+    """iota2's `sampleAugmentation`: synthetic learning samples per region."""
+
+    activate: bool = False
+    target_models: list[int | Literal["all"]] = ["all"]
+    strategy: Literal["replicate", "jitter", "smote"] = "replicate"
+    jitter_stdfactor: float = Field(default=10, alias="strategy.jitter.stdfactor", gt=0)
+    smote_neighbors: int = Field(default=5, alias="strategy.smote.neighbors", ge=1)
+    samples_strategy: Literal["minNumber", "balance", "byClass"] = Field(
+        default="balance", alias="samples.strategy")
+    min_number: int | None = Field(default=None, alias="samples.strategy.minNumber", ge=1)
+    by_class: dict[str, int] | None = Field(default=None, alias="samples.strategy.byClass")
+
+    def applies_to(self, region: int) -> bool:
+        return self.activate and ("all" in self.target_models or region in self.target_models)
+
+    @model_validator(mode="after")
+    def _parameter_given(self):
+        if self.samples_strategy == "minNumber" and self.min_number is None:
+            raise ValueError("samples.strategy 'minNumber' needs 'samples.strategy.minNumber'")
+        if self.samples_strategy == "byClass" and self.by_class is None:
+            raise ValueError("samples.strategy 'byClass' needs 'samples.strategy.byClass'")
+        return self
+
+
+class Sampling(_Section):
+    sample_selection: SampleSelection = SampleSelection()
+    sample_augmentation: SampleAugmentation = SampleAugmentation()
+    cloud_threshold: int = Field(default=0, ge=0)
+
+
 class DaskOptions(_Section):
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -96,13 +178,15 @@ class Config(_Section):
     sensors: Sensors = Sensors()
     features: Features = Features()
     user_feat: UserFeat = UserFeat()
+    sampling: Sampling = Sampling()
     dask: DaskOptions = DaskOptions()
 
     source: Path | None = Field(default=None, exclude=True)
 
     def section_hash(self, *names: str) -> str:
         """A stable hash of the named sections (used to decide whether a step must run again)."""
-        payload = {name: getattr(self, name).model_dump(mode="json") for name in names}
+        payload = {name: getattr(self, name).model_dump(mode="json", by_alias=True)
+                   for name in names}
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

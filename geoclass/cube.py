@@ -34,6 +34,7 @@ from geoclass.sensors import (
 log = logging.getLogger(__name__)
 
 INDICES = ("NDVI", "NDWI", "Brightness")
+CUBE_FORMAT = 1  # bump when the stored layout changes: older cubes are then rebuilt
 
 
 # --- kernels (pure numpy) -------------------------------------------------------------------
@@ -349,7 +350,7 @@ def tile_cube(config: Config, sources: TileSources, dates: dict[str, list[dt.dat
     ds.attrs.update(
         tile=grid.name,
         crs_wkt=grid.crs.to_wkt(),
-        transform=list(grid.transform)[:6],
+        grid_transform=list(grid.transform)[:6],
         dates={s: [d.isoformat() for d in v] for s, v in dates.items()},
     )
     return ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
@@ -360,7 +361,7 @@ def grid_of_cube(ds: xr.Dataset, chunk: int | None = None) -> TileGrid:
     return TileGrid(
         ds.attrs["tile"],
         CRS.from_wkt(ds.attrs["crs_wkt"]),
-        Affine(*ds.attrs["transform"]),
+        Affine(*ds.attrs["grid_transform"]),
         ds.sizes["x"],
         ds.sizes["y"],
         chunk or (max(ds.chunks["y"]) if ds.chunks else 1024),
@@ -408,6 +409,7 @@ def open_cubes(config: Config) -> dict[str, xr.Dataset]:
 
 def _cube_settings(config: Config, dates) -> dict:
     return {
+        "format": CUBE_FORMAT,
         "sections": config.section_hash("sensors", "features", "user_feat"),
         "chunk": config.dask.chunk_size,
         "resolution": config.chain.spatial_resolution,

@@ -216,6 +216,12 @@ def _check_labels(values: pd.Series, name: str, field: str) -> list[str]:
         problems.append(
             f"{name}: field '{field}' has type {values.dtype}; labels must be integers or strings"
         )
+    if pd.api.types.is_numeric_dtype(values) and (values[~null] <= 0).any():
+        bad = ~null & (values <= 0)
+        problems.append(
+            f"{name}: {_fids(values.index[bad])}: label {values[bad].iloc[0]} in field "
+            f"'{field}'; integer labels must be > 0 (0 is the maps' nodata); renumber them"
+        )
     return problems
 
 
@@ -419,6 +425,7 @@ def write_class_table(table: ClassTable, path) -> None:
     lines = ["USER_LABEL,GEOCLASS_LABEL,RED,GREEN,BLUE"]
     for c in table.classes:
         lines.append(", ".join([_csv_field(c.user_label), str(c.code), *map(str, c.color)]))
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:

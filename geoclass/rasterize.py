@@ -1,0 +1,72 @@
+"""Lazy rasterization of polygons on a tile grid: one dask task per chunk, burning only the
+geometries that the spatial index says touch that chunk (clipped to it)."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import shapely
+from rasterio.features import rasterize
+from rasterio.windows import Window, bounds
+
+from geoclass.grid import TileGrid
+
+
+def rasterize_block(
+    shapes: list[tuple[object, int]], window: Window, grid: TileGrid, dtype, fill: int = 0
+) -> np.ndarray:
+    """Burn (geometry, value) pairs into the (h, w) window of `grid` (pixel centres inside)."""
+    shape = (int(window.height), int(window.width))
+    if not shapes:
+        return np.full(shape, fill, dtype)
+    return rasterize(shapes, out_shape=shape, transform=grid.window_transform(window),
+                     fill=fill, dtype=dtype)
+
+
+def shapes_by_window(
+    gdf: gpd.GeoDataFrame, column: str, grid: TileGrid
+) -> dict[tuple[int, int], list[tuple[object, int]]]:
+    """For each chunk (by its (row, col) index) that polygons touch, the (geometry clipped to
+    the chunk, value) pairs to burn; chunks with no polygon are absent."""
+    out: dict[tuple[int, int], list] = {}
+    if gdf.empty:
+        return out
+    tree = gdf.sindex
+    geoms, values = gdf.geometry.values, gdf[column].to_numpy()
+    for index, window in _indexed_windows(grid):
+        box = bounds(window, grid.transform)
+        hits = tree.query(shapely.box(*box), predicate="intersects")
+        if len(hits):
+            clipped = shapely.clip_by_rect(geoms[hits], *box)
+            out[index] = [(g, int(v)) for g, v in zip(clipped, values[hits]) if not g.is_empty]
+    return out
+
+
+def _indexed_windows(grid: TileGrid):
+    n_cols = len(grid.chunks[1])
+    for k, window in enumerate(grid.windows()):
+        yield divmod(k, n_cols), window
+
+
+def lazy_rasterize(
+    gdf: gpd.GeoDataFrame, column: str, grid: TileGrid, dtype=np.int32, fill: int = 0
+) -> da.Array:
+    """A (y, x) dask array of `column` burnt on `grid`; `gdf` must be in the grid's CRS."""
+    per_window = shapes_by_window(gdf, column, grid)
+    rows = []
+    blocks = dict(_indexed_windows(grid))
+    for r, h in enumerate(grid.chunks[0]):
+        row = []
+        for c, w in enumerate(grid.chunks[1]):
+            shapes = per_window.get((r, c))
+            if shapes:
+                task = dask.delayed(rasterize_block, pure=True)(
+                    shapes, blocks[(r, c)], grid, dtype, fill
+                )
+                row.append(da.from_delayed(task, (h, w), dtype=dtype))
+            else:
+                row.append(da.full((h, w), fill, dtype=dtype))
+        rows.append(row)
+    return da.block(rows)

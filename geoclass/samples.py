@@ -1,0 +1,317 @@
+"""Samples of every run: polygons cut by regions, split, selected and extracted from the zarr
+cubes (only the chunks that polygons touch), augmented, written to `<output_path>/samples/`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import dask
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geoclass.atomic import atomic_output, fingerprint
+from geoclass.check import require_valid_inputs
+from geoclass.config import Config
+from geoclass.cube import build_cubes, grid_of_cube, open_cube
+from geoclass.errors import InputError
+from geoclass.grid import TileGrid
+from geoclass.rasterize import rasterize_block, shapes_by_window
+from geoclass.reference import (
+    ClassInfo,
+    ClassTable,
+    build_class_table,
+    load_ground_truth,
+    load_regions,
+    read_color_table,
+    read_nomenclature,
+    write_class_table,
+)
+from geoclass.sampling import (
+    augment,
+    candidate_fraction,
+    pixel_keys,
+    run_rng,
+    select,
+    split_polygons,
+    target_counts,
+)
+
+log = logging.getLogger(__name__)
+
+META = ["tile", "row", "col", "x", "y", "piece", "fid", "region", "code", "validity",
+        "synthetic"]
+
+
+# --- reference polygons ---------------------------------------------------------------------
+
+
+def class_table(config: Config, labels) -> ClassTable:
+    chain = config.chain
+    nomenclature = read_nomenclature(chain.nomenclature_path) if chain.nomenclature_path else None
+    colors = read_color_table(chain.color_table) if chain.color_table else None
+    return build_class_table(list(labels), nomenclature, colors)
+
+
+def reference_pieces(config: Config) -> tuple[gpd.GeoDataFrame, ClassTable]:
+    """The ground-truth polygons cut by the regions: one row per (polygon, region) piece with
+    `piece` (1..N), `fid`, `code`, `region`; and the class table of the labels."""
+    chain = config.chain
+    if chain.ground_truth is None:
+        raise InputError(["chain.ground_truth is not set"])
+    gt = load_ground_truth(chain.ground_truth, chain.data_field, repair=chain.repair_geometries)
+    table = class_table(config, gt[chain.data_field].unique())
+    gt = gpd.GeoDataFrame({"fid": gt.index.to_numpy(), "code": table.encode(gt[chain.data_field])},
+                          geometry=gt.geometry.values, crs=gt.crs)
+    if chain.region_path:
+        regions = load_regions(chain.region_path, chain.region_field, crs=gt.crs)
+        pieces = gpd.overlay(gt, regions, how="intersection", keep_geom_type=True)
+        pieces = pieces[~pieces.geometry.is_empty & (pieces.geometry.area > 0)]
+    else:
+        pieces = gt.assign(region=1)
+    pieces = pieces.sort_values(["fid", "region"], kind="stable").reset_index(drop=True)
+    pieces["piece"] = np.arange(1, len(pieces) + 1)
+    return pieces[["piece", "fid", "code", "region", "geometry"]], table
+
+
+# --- per-chunk kernels ----------------------------------------------------------------------
+
+
+def _pixels(shapes, window, grid: TileGrid, validity: np.ndarray, threshold: int):
+    """Row, column (in the tile) and piece id of every eligible polygon pixel of a chunk."""
+    ids = rasterize_block(shapes, window, grid, np.int32)
+    rows, cols = np.nonzero((ids > 0) & (validity > threshold))
+    return rows, cols, ids[rows, cols]
+
+
+def count_chunk(shapes, window, grid, validity, threshold) -> pd.Series:
+    """Eligible pixels per piece in one chunk."""
+    _, _, pieces = _pixels(shapes, window, grid, validity, threshold)
+    return pd.Series(pieces).value_counts()
+
+
+def extract_chunk(shapes, window, grid, tile, tile_index, features, validity, threshold, plan,
+                  names, seed) -> pd.DataFrame:
+    """The rows of one chunk that some run needs: learning candidates (key below the piece's
+    threshold) and validation pixels. `features`: (feature, h, w) block of the cube."""
+    rows, cols, pieces = _pixels(shapes, window, grid, validity, threshold)
+    rows_t, cols_t = rows + int(window.row_off), cols + int(window.col_off)
+    keep = np.zeros(len(pieces), bool)
+    keys = {}
+    for run, (learn, limit) in plan.items():
+        keys[run] = pixel_keys(tile_index, rows_t, cols_t, seed, run)
+        is_learn = learn.reindex(pieces).to_numpy()
+        keep |= ~is_learn | (keys[run] < limit.reindex(pieces).to_numpy())
+    t = grid.transform
+    x = t.c + t.a * (cols_t + 0.5) + t.b * (rows_t + 0.5)
+    y = t.f + t.d * (cols_t + 0.5) + t.e * (rows_t + 0.5)
+    table = pd.DataFrame({"tile": tile, "row": rows_t, "col": cols_t, "x": x, "y": y,
+                          "piece": pieces, "validity": validity[rows, cols]})
+    for run, key in keys.items():
+        table[f"key_{run}"] = key
+    values = pd.DataFrame(features[:, rows, cols].T, columns=names)
+    return pd.concat([table, values], axis=1)[keep]
+
+
+# --- the step -------------------------------------------------------------------------------
+
+
+def _tile_windows(cube, pieces: gpd.GeoDataFrame, grid: TileGrid):
+    """(window, shapes, validity block, features block) of every chunk that pieces touch."""
+    local = pieces.to_crs(grid.crs)
+    per_window = shapes_by_window(local, "piece", grid)
+    windows = dict(enumerate(grid.windows()))
+    n_cols = len(grid.chunks[1])
+    for (r, c), shapes in sorted(per_window.items()):
+        yield (windows[r * n_cols + c], shapes, cube.validity.data.blocks[r, c],
+               cube.features.data.blocks[0, r, c])
+
+
+def _samples_dir(config: Config) -> Path:
+    return Path(config.chain.output_path) / "samples"
+
+
+def _settings(config: Config, cube_paths) -> dict:
+    chain = config.chain
+    files = [p for p in (chain.ground_truth, chain.region_path, chain.nomenclature_path,
+                         chain.color_table) if p]
+    cubes = {t: open_cube(p).attrs.get("geoclass_fingerprint") for t, p in cube_paths.items()}
+    split = (chain.data_field, chain.region_field, chain.ratio, chain.runs, chain.random_seed,
+             chain.split_ground_truth, chain.repair_geometries)
+    settings = {"inputs": fingerprint(files), "cubes": cubes, "split": split,
+                "sampling": config.section_hash("sampling")}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def sample(config: Config, force: bool = False) -> Path:
+    """Split, select, extract and augment the samples of every run; returns the samples
+    folder. Builds the cubes first if needed; skipped when nothing it depends on changed."""
+    require_valid_inputs(config)
+    cube_paths = build_cubes(config)
+    out_dir = _samples_dir(config)
+    settings = _settings(config, cube_paths)
+    manifest = out_dir / "manifest.json"
+    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings:
+        log.info("samples are up to date: %s", out_dir)
+        return out_dir
+    pieces, table = reference_pieces(config)
+    tables, stats = extract(config, pieces, table, cube_paths)
+    if table.labels_are_strings:
+        stem = Path(config.chain.ground_truth).stem
+        write_class_table(table, Path(config.chain.output_path) / "final" / f"{stem}_table.csv")
+    with atomic_output(out_dir) as tmp:
+        tmp.mkdir()
+        for run, (learn, validation, report) in tables.items():
+            learn.to_parquet(tmp / f"learn_seed_{run}.parquet", index=False)
+            validation.to_parquet(tmp / f"validation_seed_{run}.parquet", index=False)
+            report |= stats
+            (tmp / f"report_seed_{run}.json").write_text(json.dumps(report, indent=2))
+        (tmp / "classes.json").write_text(json.dumps(class_table_to_json(table), indent=2))
+        (tmp / "manifest.json").write_text(json.dumps(settings))
+    return out_dir
+
+
+def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Path]):
+    """Draw the samples of every run from the cubes; see `sample`."""
+    chain, sampling = config.chain, config.sampling
+    threshold, seed = sampling.cloud_threshold, chain.random_seed
+    splits = {run: split_polygons(pieces, chain.ratio, run, seed, chain.split_ground_truth)
+              for run in range(chain.runs)}
+    cubes = {tile: open_cube(path) for tile, path in cube_paths.items()}
+    grids = {tile: grid_of_cube(ds) for tile, ds in cubes.items()}
+    jobs = [(i, tile, *w) for i, tile in enumerate(cubes)
+            for w in _tile_windows(cubes[tile], pieces, grids[tile])]
+    total = sum(len(g.chunks[0]) * len(g.chunks[1]) for g in grids.values())
+    log.info("sampling %d polygon pieces from %d of %d chunks", len(pieces), len(jobs), total)
+    counts = dask.compute(*[dask.delayed(count_chunk)(shapes, window, grids[tile], valid,
+                                                      threshold)
+                            for _, tile, window, shapes, valid, _ in jobs])
+    eligible = pd.concat(counts).groupby(level=0).sum() if counts else pd.Series(dtype=int)
+    eligible = eligible.reindex(pieces["piece"], fill_value=0)
+    plan, wanted = {}, {}
+    for run, (learn, _) in splits.items():
+        plan[run], wanted[run] = _run_plan(pieces, learn, eligible, sampling.sample_selection,
+                                           table)
+    names = {tile: list(ds["feature"].values) for tile, ds in cubes.items()}
+    parts = dask.compute(*[
+        dask.delayed(extract_chunk)(shapes, window, grids[tile], tile, i, feats, valid,
+                                    threshold, plan, names[tile], seed)
+        for i, tile, window, shapes, valid, feats in jobs])
+    rows = _with_polygon_columns(parts, pieces)
+    results = {run: _run_tables(run, rows, pieces, splits[run], wanted[run], config, table)
+               for run in splits}
+    return results, {"chunks_read": len(jobs), "chunks_total": total}
+
+
+def _run_plan(pieces, learn: pd.Series, eligible: pd.Series, selection, table: ClassTable):
+    """Per piece: learning or not, and the key threshold of its (region, class)."""
+    by_piece = pieces.set_index("piece")
+    is_learn = pd.Series(learn.to_numpy(), index=pieces["piece"].to_numpy())
+    group = pd.DataFrame({"region": by_piece["region"], "code": by_piece["code"],
+                          "n": eligible.to_numpy()})[is_learn.to_numpy()]
+    limits = pd.Series(1.0, index=pieces["piece"].to_numpy())
+    wanted: dict[tuple[int, int], int] = {}
+    labels = {c.code: c.user_label for c in table.classes}
+    for region, part in group.groupby("region"):
+        counts = part.groupby("code")["n"].sum()
+        rule = selection.rule_for(int(region))
+        goal = target_counts(counts, rule, labels)
+        for code, n in goal.items():
+            wanted[(int(region), int(code))] = int(n)
+            fraction = 1.0 if rule.sampler == "periodic" else candidate_fraction(n, counts[code])
+            members = part.index[part["code"] == code]
+            limits[members] = fraction
+    return (is_learn, limits), wanted
+
+
+def _with_polygon_columns(parts, pieces) -> pd.DataFrame:
+    rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if parts else None
+    if rows is None or rows.empty:
+        raise InputError(["no eligible pixel inside the ground-truth polygons: check that they "
+                          "overlap the tiles and that sampling.cloud_threshold is not too high"])
+    info = pieces.set_index("piece")[["fid", "code", "region"]]
+    rows = rows.join(info, on="piece")
+    rows["synthetic"] = False
+    return rows
+
+
+def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTable):
+    learn_flag, notes = split
+    learn_pieces = set(pieces.loc[learn_flag.to_numpy(), "piece"])
+    valid_pieces = set(pieces["piece"]) if not config.chain.split_ground_truth else \
+        set(pieces["piece"]) - learn_pieces
+    features = [c for c in rows.columns if c not in META and not c.startswith("key_")]
+    rows = rows.rename(columns={f"key_{run}": "key"})
+    candidates = rows[rows["piece"].isin(learn_pieces)]
+    rule = config.sampling.sample_selection
+    chosen = []
+    for (region, code), part in candidates.groupby(["region", "code"], sort=True):
+        chosen.append(select(part, wanted.get((int(region), int(code)), 0),
+                             rule.rule_for(int(region)).sampler))
+    learn = pd.concat(chosen, ignore_index=True) if chosen else candidates.iloc[:0]
+    learn = _augmented(learn, features, config, table, run, notes)
+    validation = rows[rows["piece"].isin(valid_pieces)]
+    columns = META + features
+    report = _report(run, learn, validation, pieces, table, notes)
+    return (learn[columns].reset_index(drop=True),
+            validation[columns].reset_index(drop=True), report)
+
+
+def _augmented(learn, features, config: Config, table: ClassTable, run: int, notes) -> pd.DataFrame:
+    """The learning samples plus the synthetic ones of every targeted region."""
+    options = config.sampling.sample_augmentation
+    if not options.activate:
+        return learn
+    labels = {c.code: c.user_label for c in table.classes}
+    parts = [learn]
+    for region, part in learn.groupby("region", sort=True):
+        if options.applies_to(int(region)):
+            rng = run_rng(config.chain.random_seed, run, int(region), 7)
+            new = augment(part, features, options, labels, rng)
+            if len(new):
+                notes.append(f"region {region}: {len(new)} synthetic samples "
+                             f"({options.strategy})")
+            parts.append(new)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _report(run, learn, validation, pieces, table: ClassTable, notes) -> dict:
+    """Counts per region and class, and the warnings of the run."""
+    warnings = list(notes)
+    counts = {}
+    names = table.names
+    for region in sorted(pieces["region"].unique()):
+        region = int(region)
+        learn_r = learn[learn["region"] == region]
+        valid_r = validation[validation["region"] == region]
+        counts[str(region)] = {
+            names.get(int(c), str(c)): {
+                "learn": int((learn_r["code"] == c).sum()),
+                "synthetic": int(((learn_r["code"] == c) & learn_r["synthetic"]).sum()),
+                "validation": int((valid_r["code"] == c).sum()),
+            } for c in sorted(pieces.loc[pieces["region"] == region, "code"].unique())
+        }
+        for name, n in counts[str(region)].items():
+            if n["learn"] == 0:
+                warnings.append(f"region {region}: class {name} has no learning sample "
+                                "(no eligible pixel: clouds or cloud_threshold)")
+    return {"run": run, "counts": counts, "warnings": warnings}
+
+
+def class_table_to_json(table: ClassTable) -> dict:
+    return {"labels_are_strings": table.labels_are_strings,
+            "classes": [dataclasses.asdict(c) for c in table.classes]}
+
+
+def class_table_from_json(data: dict) -> ClassTable:
+    classes = [ClassInfo(c["user_label"], c["code"], c["name"], tuple(c["color"]))
+               for c in data["classes"]]
+    return ClassTable(classes, data["labels_are_strings"])
+
+
+def read_samples(config: Config, run: int, kind: str = "learn") -> pd.DataFrame:
+    """The `learn` or `validation` samples of a run, as written by `sample`."""
+    return pd.read_parquet(_samples_dir(config) / f"{kind}_seed_{run}.parquet")
