@@ -377,7 +377,8 @@ def cube_path(config: Config, tile: str) -> Path:
 
 def open_cube(path: str | Path) -> xr.Dataset:
     """Open a persisted feature cube lazily."""
-    return xr.open_zarr(path, consolidated=True)
+    ds = xr.open_zarr(path, consolidated=True)
+    return ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
 
 
 def _stored_fingerprint(path: Path) -> str | None:
