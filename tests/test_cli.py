@@ -1,0 +1,103 @@
+"""The command line: bad input is reported clearly, all at once, before any output is written."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+
+from geoclass.cli import main
+
+from .conftest import edit_config
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_passes_on_a_good_scene(scene, capsys):
+    code, out, _ = _run(capsys, "check", scene)
+    assert code == 0 and "all input checks passed" in out
+    assert not (scene.parent / "run").exists()
+
+
+def test_check_lists_every_problem_and_writes_nothing(scene, capsys):
+    vector = scene.parent / "vector"
+    gt = gpd.read_file(vector / "ground_truth.shp")
+    gt.loc[len(gt)] = {"class": "eau", "code": 4, "geometry": gt.geometry[0].buffer(5)}
+    gt.loc[len(gt)] = {"class": "eau", "code": 4, "geometry": shapely.Point(gt.geometry[1]
+                                                                             .centroid)}
+    bad = vector / "bad_truth.gpkg"
+    gt.to_file(bad)
+    regions = gpd.read_file(vector / "regions.shp")
+    regions.loc[0, "region"] = "north"
+    regions.to_file(vector / "regions_bad.shp")
+    edit_config(scene, chain={"ground_truth": "vector/bad_truth.gpkg",
+                              "region_path": "vector/regions_bad.shp"})
+    code, out, err = _run(capsys, "check", scene)
+    assert code == 1 and "problem(s) found" in err
+    problems = [line for line in out.splitlines() if line.startswith("problem:")]
+    n = len(gt)
+    # GeoPackage FIDs start at 1: the added rows are FID n - 1 and n
+    assert any("bad_truth.gpkg" in p and "overlap" in p and f"FID 1 and {n - 1}" in p
+               for p in problems)
+    assert any("bad_truth.gpkg" in p and f"FID {n}" in p and "Point" in p for p in problems)
+    assert any("regions_bad.shp" in p and "north" in p for p in problems)
+    assert not (scene.parent / "run").exists()
+
+
+def test_samples_refuses_bad_input_before_any_work(scene, capsys):
+    edit_config(scene, chain={"data_field": "label"})
+    code, _, err = _run(capsys, "samples", scene, "--workers", "1")
+    assert code == 2
+    assert "ground_truth.shp" in err and "'label'" in err and "Traceback" not in err
+    assert not (scene.parent / "run").exists()
+
+
+def test_class_missing_from_color_table(scene, capsys):
+    colors = scene.parent / "colors.txt"
+    lines = colors.read_text().splitlines()
+    nomenclature = dict(line.rsplit(":", 1)[::-1] for line in
+                        (scene.parent / "nomenclature.txt").read_text().splitlines())
+    dropped = lines[0].split()[0]
+    colors.write_text("\n".join(lines[1:]) + "\n")
+    code, out, _ = _run(capsys, "check", scene)
+    assert code == 1
+    assert f"colors.txt: no color for classes {nomenclature[dropped]}" in out
+
+
+def test_tile_without_clear_date_is_a_problem(scene, capsys):
+    for clm in (scene.parent / "sensor_data" / "T31TDJ").glob("*/MASKS/*_CLM_R1.tif"):
+        with rasterio.open(clm, "r+") as dst:
+            dst.write(np.full((1, dst.height, dst.width), 2, np.uint8))
+    code, out, _ = _run(capsys, "check", scene)
+    assert code == 1 and "tile T31TDJ: no sentinel_2 date has a clear pixel" in out
+
+
+def test_config_errors_name_the_key_and_the_file(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("chain:\n  output_path: out\n  list_tile: T1\n  ratoi: 0.5\n"
+                      "  runs: many\n")
+    code, _, err = _run(capsys, "check", config)
+    assert code == 2 and str(config) in err
+    assert "chain.ratoi: unknown key" in err and "chain.runs:" in err
+    code, _, err = _run(capsys, "check", tmp_path / "missing.yaml")
+    assert code == 2 and "configuration file not found" in err
+
+
+def test_missing_sensor_folder_names_the_tile(scene, capsys):
+    edit_config(scene, chain={"list_tile": ["T31TCJ", "T31XXX"]})
+    code, out, _ = _run(capsys, "check", scene)
+    assert code == 1 and "no folder for tile T31XXX in chain.s2_path" in out
+
+
+def test_synth_then_cube_from_the_command_line(tmp_path, capsys):
+    code, out, _ = _run(capsys, "synth", tmp_path / "s", "--tiles", "1", "--size", "64",
+                        "--dates", "4", "--classes", "4", "--regions", "1")
+    assert code == 0 and (tmp_path / "s" / "config.yaml").exists()
+    code, out, _ = _run(capsys, "cube", tmp_path / "s" / "config.yaml", "--workers", "1")
+    assert code == 0 and "T31TCJ.zarr" in out
+    assert (tmp_path / "s" / "run" / "cubes" / "T31TCJ.zarr" / ".zmetadata").exists()
