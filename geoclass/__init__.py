@@ -1,8 +1,19 @@
 """geoclass: land-cover maps from satellite image time series, on xarray, dask and zarr."""
 
+from geoclass.check import check_inputs
 from geoclass.config import Config, load_config
 from geoclass.cube import build_cubes, open_cube, open_cubes
+from geoclass.samples import read_samples, sample
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "build_cubes", "load_config", "open_cube", "open_cubes"]
+__all__ = [
+    "Config",
+    "build_cubes",
+    "check_inputs",
+    "load_config",
+    "open_cube",
+    "open_cubes",
+    "read_samples",
+    "sample",
+]
