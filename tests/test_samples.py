@@ -227,3 +227,20 @@ def test_extraction_reads_only_chunks_that_touch_polygons(scene, client):
     assert report["chunks_read"] < report["chunks_total"] / 2
     learn = read_samples(config, 0, "learn")
     assert learn["fid"].between(1, len(few)).all()  # GeoPackage FIDs start at 1
+
+
+def test_polygons_crossing_a_region_boundary_are_cut_by_the_regions(sampled):
+    import geopandas as gpd
+
+    pieces, _ = reference_pieces(sampled)
+    regions = gpd.read_file(sampled.chain.region_path)
+    samples = pd.concat([read_samples(sampled, 0, "learn"), read_samples(sampled, 0, "validation")])
+    points = gpd.GeoDataFrame(samples[["region"]], geometry=gpd.points_from_xy(samples.x,
+                                                                              samples.y),
+                              crs=regions.crs)
+    located = gpd.sjoin(points, regions, predicate="within")
+    assert (located["region_left"] == located["region_right"].astype(int)).all()
+    cut = pieces.groupby("fid")["region"].nunique()
+    assert (cut > 1).any()  # the generated scene has fields across the region boundary
+    fid = cut[cut > 1].index[0]
+    assert sorted(pieces.loc[pieces.fid == fid, "region"]) == [1, 2]
