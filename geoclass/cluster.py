@@ -29,6 +29,23 @@ def local_cluster_size(workers: int | None, threads: int | None) -> tuple[int, i
     return workers, threads
 
 
+def compute(*collections, label: str = "computing"):
+    """Compute dask collections on the active client, with dask's progress bar on the console
+    (a widget in Jupyter); without a client (plain dask in a notebook) compute as usual."""
+    import dask
+    from distributed import get_client, progress
+
+    try:
+        client = get_client()
+    except ValueError:
+        return dask.compute(*collections)
+    log.info("%s", label)
+    futures = client.compute(list(collections))
+    if os.environ.get("GEOCLASS_PROGRESS", "1") != "0":
+        progress(futures)
+    return tuple(client.gather(futures))
+
+
 def _quiet_distributed() -> None:
     """distributed sets INFO on its own loggers; keep our console for what matters."""
     for name in list(logging.root.manager.loggerDict):

@@ -18,6 +18,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geoclass.atomic import atomic_output, fingerprint
+from geoclass.cluster import compute
 from geoclass.config import Config, SensorOptions
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
@@ -435,6 +436,8 @@ def build_cubes(config: Config, force: bool = False) -> dict[str, Path]:
             ds = tile_cube(config, src, dates)
             ds.attrs["geoclass_fingerprint"] = stamp
             with atomic_output(path) as tmp:
-                ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+                write = ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2,
+                                   compute=False)
+                compute(write, label=f"writing {path.name}")
         paths[tile] = path
     return paths

@@ -15,6 +15,7 @@ import pandas as pd
 
 from geoclass.atomic import atomic_output, fingerprint
 from geoclass.check import require_valid_inputs
+from geoclass.cluster import compute
 from geoclass.config import Config
 from geoclass.cube import build_cubes, grid_of_cube, open_cube
 from geoclass.errors import InputError
@@ -186,9 +187,9 @@ def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Pat
             for w in _tile_windows(cubes[tile], pieces, grids[tile])]
     total = sum(len(g.chunks[0]) * len(g.chunks[1]) for g in grids.values())
     log.info("sampling %d polygon pieces from %d of %d chunks", len(pieces), len(jobs), total)
-    counts = dask.compute(*[dask.delayed(count_chunk)(shapes, window, grids[tile], valid,
-                                                      threshold)
-                            for _, tile, window, shapes, valid, _ in jobs])
+    counts = compute(*[dask.delayed(count_chunk)(shapes, window, grids[tile], valid, threshold)
+                       for _, tile, window, shapes, valid, _ in jobs],
+                     label="counting eligible pixels per polygon")
     eligible = pd.concat(counts).groupby(level=0).sum() if counts else pd.Series(dtype=int)
     eligible = eligible.reindex(pieces["piece"], fill_value=0)
     plan, wanted = {}, {}
@@ -196,10 +197,10 @@ def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Pat
         plan[run], wanted[run] = _run_plan(pieces, learn, eligible, sampling.sample_selection,
                                            table)
     names = {tile: list(ds["feature"].values) for tile, ds in cubes.items()}
-    parts = dask.compute(*[
+    parts = compute(*[
         dask.delayed(extract_chunk)(shapes, window, grids[tile], tile, i, feats, valid,
                                     threshold, plan, names[tile], seed)
-        for i, tile, window, shapes, valid, feats in jobs])
+        for i, tile, window, shapes, valid, feats in jobs], label="extracting samples")
     rows = _with_polygon_columns(parts, pieces)
     results = {run: _run_tables(run, rows, pieces, splits[run], wanted[run], config, table)
                for run in splits}

@@ -38,15 +38,17 @@ def _band_refs(product: Path) -> tuple[BandRef, ...]:
 
 
 def _mask_refs(product: Path) -> tuple[MaskRef, ...]:
-    """Cloud (CLM) and edge (EDG) masks, at 10 m (R1) or else 20 m (R2); 0 means valid."""
+    """Cloud (CLM), edge (EDG) and, when present, saturation (SAT) masks, at 10 m (R1) or else
+    20 m (R2); 0 means valid."""
     masks = []
-    for kind in ("CLM", "EDG"):
+    for kind in ("CLM", "EDG", "SAT"):
         found = sorted(product.glob(f"MASKS/*_{kind}_R1.tif")) or sorted(
             product.glob(f"MASKS/*_{kind}_R2.tif")
         )
-        if not found:
+        if found:
+            masks.append(MaskRef(str(found[0]), "nonzero"))
+        elif kind != "SAT":
             raise InputError([f"{product}: no MASKS/*_{kind}_R1.tif (nor _R2)"])
-        masks.append(MaskRef(str(found[0]), "nonzero"))
     return tuple(masks)
 
 
