@@ -4,6 +4,7 @@ from geoclass.check import check_inputs
 from geoclass.config import Config, load_config
 from geoclass.cube import build_cubes, open_cube, open_cubes
 from geoclass.samples import read_samples, sample
+from geoclass.train import load_model, train
 
 __version__ = "0.1.0"
 
@@ -12,8 +13,10 @@ __all__ = [
     "build_cubes",
     "check_inputs",
     "load_config",
+    "load_model",
     "open_cube",
     "open_cubes",
     "read_samples",
     "sample",
+    "train",
 ]

@@ -75,6 +75,17 @@ def cmd_samples(args) -> None:
     print(f"samples written to {out}")
 
 
+def cmd_train(args) -> None:
+    from geoclass.config import load_config
+    from geoclass.train import train
+
+    config = load_config(args.config)
+    with _client(args, config):
+        paths = train(config, force=args.force)
+    for (region, run), path in sorted(paths.items()):
+        print(f"region {region} run {run}: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geoclass", description="Land-cover maps from satellite image time series."
@@ -109,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_samples)
+
+    p = sub.add_parser("train", help="fit one model per (region, run)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--force", action="store_true", help="refit even if up to date")
+    _cluster_options(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

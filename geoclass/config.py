@@ -165,6 +165,23 @@ class Sampling(_Section):
     cloud_threshold: int = Field(default=0, ge=0)
 
 
+class CrossValidation(_Section):
+    """iota2's scikit-learn hyper-parameter search: a grid, folds, folds grouped by polygon."""
+
+    parameters: dict[str, list[Any]] = {}
+    folds: int = Field(default=5, ge=2)
+    grouped: bool = True
+
+
+class Models(_Section):
+    """The classifier trained for each (region, run): a short name or a dotted path."""
+
+    classifier: str = "random_forest"
+    params: dict[str, Any] = {}
+    standardization: bool = False
+    cross_validation: CrossValidation | None = None
+
+
 class DaskOptions(_Section):
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -179,6 +196,7 @@ class Config(_Section):
     features: Features = Features()
     user_feat: UserFeat = UserFeat()
     sampling: Sampling = Sampling()
+    models: Models = Models()
     dask: DaskOptions = DaskOptions()
 
     source: Path | None = Field(default=None, exclude=True)

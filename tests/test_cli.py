@@ -101,3 +101,11 @@ def test_synth_then_cube_from_the_command_line(tmp_path, capsys):
     code, out, _ = _run(capsys, "cube", tmp_path / "s" / "config.yaml", "--workers", "1")
     assert code == 0 and "T31TCJ.zarr" in out
     assert (tmp_path / "s" / "run" / "cubes" / "T31TCJ.zarr" / ".zmetadata").exists()
+
+
+def test_train_from_the_command_line(scene, capsys):
+    edit_config(scene, models={"params": {"n_estimators": 5}})
+    code, out, _ = _run(capsys, "train", scene, "--workers", "1")
+    assert code == 0
+    assert "region 1 run 0:" in out and "region 2 run 0:" in out
+    assert (scene.parent / "run" / "model" / "model_2_seed_0.joblib").exists()

@@ -1,0 +1,64 @@
+"""Classifier registry: short names for the usual scikit-learn models, or any estimator by dotted
+path, optionally standardized.
+
+Defaults of `random_forest` / `extra_trees` follow iota2's OTB random forest (100 trees, max depth
+25, at least 5 samples per leaf): deep enough for dozens of classes, with leaves large enough to
+resist the label noise of field-level ground truth."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from geoclass.config import Models
+from geoclass.errors import ConfigError
+
+FOREST = {"n_estimators": 100, "max_depth": 25, "min_samples_leaf": 5}
+
+CLASSIFIERS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    # name: (estimator class, default parameters, always standardize)
+    "random_forest": ("sklearn.ensemble.RandomForestClassifier", FOREST, False),
+    "extra_trees": ("sklearn.ensemble.ExtraTreesClassifier", FOREST, False),
+    "svm": ("sklearn.svm.SVC", {"probability": True}, True),
+    "hist_gradient_boosting": ("sklearn.ensemble.HistGradientBoostingClassifier",
+                               {"max_iter": 200}, False),
+    "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 200, "verbose": -1}, False),
+}
+
+
+def _import(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"models.classifier: cannot import '{dotted}': {err}") from None
+
+
+def make_classifier(models: Models, seed: int = 0):
+    """A new, unfitted estimator for `models` (random_state set to `seed` unless given)."""
+    if models.classifier in CLASSIFIERS:
+        path, defaults, scale = CLASSIFIERS[models.classifier]
+    elif "." in models.classifier:
+        path, defaults, scale = models.classifier, {}, False
+    else:
+        known = ", ".join(CLASSIFIERS)
+        raise ConfigError(f"models.classifier: unknown '{models.classifier}'; use one of {known} "
+                          "or a dotted path such as sklearn.neighbors.KNeighborsClassifier")
+    cls = _import(path)
+    params = {**defaults, **models.params}
+    accepted = inspect.signature(cls).parameters
+    if "random_state" in accepted and "random_state" not in params:
+        params["random_state"] = seed
+    if "n_jobs" in accepted and "n_jobs" not in params:
+        params["n_jobs"] = 1  # parallelism comes from dask: one model per task
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        raise ConfigError(f"models.params: {', '.join(unknown)} not accepted by {path}")
+    estimator = cls(**params)
+    if scale or models.standardization:
+        estimator = make_pipeline(StandardScaler(), estimator)
+    return estimator

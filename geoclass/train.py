@@ -1,0 +1,155 @@
+"""Training: one model per (region, run), fitted as tasks on the dask cluster, saved with the
+metadata that prediction checks (features, classes, region, run, config hash, versions)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+
+from geoclass.atomic import atomic_output
+from geoclass.config import Config, Models
+from geoclass.errors import InputError
+from geoclass.models import make_classifier
+from geoclass.samples import META, read_samples, sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    """A fitted estimator and what it was fitted on."""
+
+    estimator: object
+    features: list[str]
+    classes: list[int]
+    region: int
+    run: int
+    config_hash: str
+    versions: dict[str, str] = field(default_factory=dict)
+    search: dict | None = None
+
+    def check_features(self, names: list[str], source: str = "the cube") -> None:
+        """Raise a clear error if `names` are not the features the model was trained on."""
+        if list(names) != self.features:
+            missing = [f for f in self.features if f not in set(names)][:5]
+            raise InputError([f"model of region {self.region} run {self.run} was trained on "
+                              f"{len(self.features)} features that do not match the "
+                              f"{len(names)} of {source} (missing e.g. {missing}); "
+                              "retrain it (geoclass train --force)"])
+
+
+def model_path(config: Config, region: int, run: int) -> Path:
+    return Path(config.chain.output_path) / "model" / f"model_{region}_seed_{run}.joblib"
+
+
+def model_seed(seed: int, region: int, run: int) -> int:
+    return int(np.random.SeedSequence([seed, run, region]).generate_state(1)[0])
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Models, seed: int):
+    """Fit one estimator (with the configured grid search, folds grouped by polygon if
+    asked); returns (estimator, search summary or None)."""
+    estimator = make_classifier(models, seed)
+    cv = models.cross_validation
+    if not cv or not cv.parameters:
+        return estimator.fit(x, y), None
+    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
+
+    grid = {(f"{estimator.steps[-1][0]}__{k}" if hasattr(estimator, "steps") else k): v
+            for k, v in cv.parameters.items()}
+    folds = GroupKFold(cv.folds) if cv.grouped else StratifiedKFold(cv.folds, shuffle=True,
+                                                                      random_state=seed)
+    search = GridSearchCV(estimator, grid, cv=folds, n_jobs=1)
+    search.fit(x, y, groups=groups if cv.grouped else None)
+    summary = {"best_params": search.best_params_, "best_score": float(search.best_score_)}
+    return search.best_estimator_, summary
+
+
+def _versions() -> dict[str, str]:
+    import geoclass
+
+    return {"geoclass": geoclass.__version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__}
+
+
+def _jobs(config: Config):
+    """(region, run, X, y, groups, features) of every model to fit."""
+    for run in range(config.chain.runs):
+        learn = read_samples(config, run, "learn")
+        features = [c for c in learn.columns if c not in META]
+        for region, part in learn.groupby("region", sort=True):
+            if part["code"].nunique() < 2:
+                log.warning("region %s run %s: fewer than 2 classes in the samples; "
+                            "a constant model is used", region, run)
+            yield int(region), run, part, features
+
+
+def _settings(config: Config) -> dict:
+    samples = Path(config.chain.output_path) / "samples" / "manifest.json"
+    return {"samples": json.loads(samples.read_text()), "models": config.section_hash("models")}
+
+
+def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
+    """Fit and save the model of every (region, run), building samples first if needed;
+    skipped when the samples and the `models` section did not change."""
+    sample(config)
+    manifest = Path(config.chain.output_path) / "model" / "manifest.json"
+    settings = _settings(config)
+    jobs = list(_jobs(config))
+    paths = {(region, run): model_path(config, region, run) for region, run, *_ in jobs}
+    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
+            and all(p.exists() for p in paths.values()):
+        log.info("models are up to date")
+        return paths
+    fitted = _fit_all(config, jobs)
+    config_hash = config.section_hash("chain", "sampling", "models")
+    for (region, run, part, features), (estimator, search) in zip(jobs, fitted):
+        model = TrainedModel(estimator, features, sorted(int(c) for c in part["code"].unique()),
+                             region, run, config_hash, _versions(), search)
+        with atomic_output(paths[(region, run)]) as tmp:
+            joblib.dump(model, tmp)
+        log.info("region %d run %d: %s fitted on %d samples", region, run,
+                 config.models.classifier, len(part))
+    with atomic_output(manifest) as tmp:
+        tmp.write_text(json.dumps(settings))
+    return paths
+
+
+def _fit_all(config: Config, jobs) -> list:
+    """Fit every job as a task on the active dask client (data scattered once per job)."""
+    from distributed import get_client
+
+    args = [(part[features].to_numpy(np.float32), part["code"].to_numpy(),
+             part["piece"].to_numpy(), config.models,
+             model_seed(config.chain.random_seed, region, run))
+            for region, run, part, features in jobs]
+    try:
+        client = get_client()
+    except ValueError:
+        return [fit_model(*a) for a in args]
+    futures = [client.submit(fit_model, *client.scatter(list(a[:3])), *a[3:], pure=False)
+               for a in args]
+    return client.gather(futures)
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    """Load a saved model (see `train`)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError([f"{path}: no such model; run geoclass train first"])
+    model = joblib.load(path)
+    if not isinstance(model, TrainedModel):
+        raise InputError([f"{path}: not a geoclass model"])
+    return model
+
+
+def learning_table(config: Config, run: int) -> pd.DataFrame:
+    """The learning samples a run's models were trained on."""
+    return read_samples(config, run, "learn")

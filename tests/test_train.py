@@ -1,0 +1,87 @@
+"""Training one model per (region, run) on the dask cluster, saved with its metadata."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+from geoclass.config import Models
+from geoclass.cube import open_cube
+from geoclass.errors import ConfigError, InputError
+from geoclass.models import make_classifier
+from geoclass.samples import read_samples
+from geoclass.train import load_model, model_path, train
+
+from .conftest import config_of
+
+
+def test_registry_defaults_dotted_paths_and_standardization():
+    rf = make_classifier(Models(), seed=3)
+    assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf, rf.random_state) == (100, 25, 5, 3)
+    svm = make_classifier(Models(classifier="svm"))
+    assert isinstance(svm, Pipeline) and svm.steps[-1][1].probability
+    knn = make_classifier(Models(classifier="sklearn.neighbors.KNeighborsClassifier",
+                                 params={"n_neighbors": 3}, standardization=True))
+    assert isinstance(knn, Pipeline) and knn.steps[-1][1].n_neighbors == 3
+    with pytest.raises(ConfigError, match="unknown 'forest'"):
+        make_classifier(Models(classifier="forest"))
+    with pytest.raises(ConfigError, match="max_deep"):
+        make_classifier(Models(params={"max_deep": 3}))
+
+
+@pytest.fixture(scope="module")
+def trained(scene_template, tmp_path_factory, client):
+    target = tmp_path_factory.mktemp("trained") / "scene"
+    shutil.copytree(scene_template.parent, target)
+    config = config_of(target / "config.yaml", chain={"runs": 2},
+                       models={"params": {"n_estimators": 20},
+                               "cross_validation": {"parameters": {"max_depth": [2, 25]},
+                                                    "folds": 3}})
+    return config, train(config)
+
+
+def test_one_model_per_region_and_run_with_metadata(trained):
+    config, paths = trained
+    assert set(paths) == {(1, 0), (2, 0), (1, 1), (2, 1)}
+    cube = open_cube(config.chain.output_path / "cubes" / "T31TCJ.zarr")
+    for (region, run), path in paths.items():
+        assert path == model_path(config, region, run) and path.exists()
+        model = load_model(path)
+        assert (model.region, model.run) == (region, run)
+        assert model.features == list(cube["feature"].values)
+        learn = read_samples(config, run)
+        assert model.classes == sorted(learn.loc[learn.region == region, "code"].unique())
+        assert model.estimator.n_estimators == 20
+        assert model.search["best_params"]["max_depth"] in (2, 25)
+        assert model.versions["scikit-learn"]
+        model.check_features(list(cube["feature"].values))
+
+
+def test_models_differ_by_region_and_are_reproducible(trained, client):
+    config, paths = trained
+    learn = read_samples(config, 0)
+    x = learn[load_model(paths[(1, 0)]).features].to_numpy(np.float32)[:300]
+    p1 = load_model(paths[(1, 0)]).estimator.predict_proba(x)
+    p2 = load_model(paths[(2, 0)]).estimator.predict_proba(x)
+    assert not np.allclose(p1, p2)
+    again = train(config, force=True)
+    np.testing.assert_array_equal(p1, load_model(again[(1, 0)]).estimator.predict_proba(x))
+
+
+def test_unchanged_training_is_skipped(trained):
+    config, paths = trained
+    stamp = paths[(1, 0)].stat().st_mtime_ns
+    train(config)
+    assert paths[(1, 0)].stat().st_mtime_ns == stamp
+
+
+def test_features_that_do_not_match_are_a_clear_error(trained):
+    _, paths = trained
+    model = load_model(paths[(1, 0)])
+    with pytest.raises(InputError, match="do not match"):
+        model.check_features(model.features[:-1])
+    with pytest.raises(InputError, match="no such model"):
+        load_model(paths[(1, 0)].with_name("model_9_seed_0.joblib"))
