@@ -138,7 +138,7 @@ def _setup_logging(debug: bool) -> None:
         datefmt="[%X]",
         handlers=[RichHandler(show_path=False, rich_tracebacks=debug)],
     )
-    for noisy in ("distributed", "asyncio", "rasterio", "fiona", "numba", "urllib3"):
+    for noisy in ("distributed", "asyncio", "rasterio", "fiona", "numba", "urllib3", "pyogrio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,96 @@
+"""The per-block prediction kernel and its lazy wrapper."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import joblib
+import numpy as np
+import rasterio
+import xarray as xr
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+
+from geoclass.predict import classify_tile, predict_block
+from geoclass.rasterize import lazy_rasterize
+from geoclass.reference import read_nomenclature
+from geoclass.samples import read_samples
+from geoclass.train import TrainedModel, model_path, train
+
+from .conftest import config_of
+
+
+def _constant_model(region, code, others, n_features=3) -> TrainedModel:
+    """A model that gives `code` probability 0.7 and spreads the rest over `others`."""
+    classes = [code, *others]
+    y = np.array([code] * 7 * len(others) + [c for c in others for _ in range(3)])
+    x = np.zeros((len(y), n_features))
+    estimator = DummyClassifier(strategy="prior").fit(x, y)
+    return TrainedModel(estimator, ["a", "b", "c"], sorted(classes), region, 0, "h")
+
+
+def test_each_pixel_is_predicted_by_the_model_of_its_region():
+    features = np.ones((3, 4, 5), np.float32)
+    features[:, 0, 0] = np.nan
+    regions = np.array([[1] * 5, [1] * 5, [2] * 5, [0] * 5])
+    models = {1: _constant_model(1, 10, [20]), 2: _constant_model(2, 20, [10, 30])}
+    out = predict_block(features, regions, models, [10, 20, 30])
+    label, confidence, proba = out[0], out[1], out[2:]
+    assert label[0, 0] == 0 and confidence[0, 0] == 0  # no valid data
+    assert (label[1] == 10).all() and (label[2] == 20).all() and (label[3] == 0).all()
+    p1 = models[1].estimator.class_prior_
+    assert (confidence[1] == round(100 * p1.max())).all()
+    assert (proba[:, 1, 0] == np.rint(np.array([p1[0], p1[1], 0]) * 1000)).all()
+    sums = proba.sum(axis=0).astype(int)
+    classified = label > 0
+    assert classified.sum() == 14 and (np.abs(sums[classified] - 1000) <= 2).all()
+    assert (proba[:, 3] == 0).all()
+
+
+def test_ties_go_to_the_first_class():
+    y = np.array([2, 1])
+    estimator = DummyClassifier(strategy="prior").fit(np.zeros((2, 1)), y)
+    model = TrainedModel(estimator, ["a"], [1, 2], 1, 0, "h")
+    out = predict_block(np.zeros((1, 2, 2), np.float32), np.ones((2, 2), int), {1: model}, [1, 2])
+    assert (out[0] == 1).all() and (out[1] == 50).all()
+
+
+def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factory, client):
+    from geoclass.cube import grid_of_cube, open_cube
+    from geoclass.reference import load_regions
+
+    target = tmp_path_factory.mktemp("predict") / "scene"
+    shutil.copytree(scene_template.parent, target)
+    config = config_of(target / "config.yaml", models={"params": {"n_estimators": 20}})
+    paths = train(config)
+    cube = open_cube(config.chain.output_path / "cubes" / "T31TCJ.zarr")
+    grid = grid_of_cube(cube)
+    regions = lazy_rasterize(load_regions(config.chain.region_path, "region", grid.crs),
+                             "region", grid)
+    classes = sorted({c for (r, run) in paths for c in
+                      read_samples(config, run).query("region == @r")["code"]})
+    result = classify_tile(cube.features, regions, {r: p for (r, _), p in paths.items()},
+                           classes)
+    assert isinstance(result, xr.Dataset) and result.classification.chunks is not None
+    label = result.classification.values
+    assert set(np.unique(label)) <= {0, *classes}
+    with rasterio.open(target / "truth" / "T31TCJ.tif") as src:
+        truth = src.read(1)
+    # string labels are coded 1..N: translate the map to the nomenclature's codes of the truth
+    table = json.loads((config.chain.output_path / "samples" / "classes.json").read_text())
+    nomenclature = read_nomenclature(config.chain.nomenclature_path)
+    to_truth = {c["code"]: int(next(k for k, v in nomenclature.items() if v == c["user_label"]))
+                for c in table["classes"]}
+    ok = label > 0
+    assert ok.mean() > 0.9
+    mapped = np.vectorize(to_truth.get)(label[ok])
+    assert (mapped == truth[ok]).mean() > 0.6
+    # the same pixels through the region's own model directly
+    model = joblib.load(model_path(config, 1, 0))
+    region = regions.compute()
+    rows, cols = np.nonzero((region == 1) & ok)
+    x = cube.features.values[:, rows[:200], cols[:200]].T
+    direct = model.estimator.predict(x)
+    np.testing.assert_array_equal(label[rows[:200], cols[:200]], direct)
+    assert isinstance(model.estimator, RandomForestClassifier)
