@@ -20,12 +20,16 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
 
 
-def _client(args, config):
+def _run_step(args, step):
+    """Load the config, then run `step(config, force=...)` on the requested dask cluster."""
     from geoclass.cluster import dask_client
+    from geoclass.config import load_config
 
-    return dask_client(
+    config = load_config(args.config)
+    with dask_client(
         config.dask, args.scheduler, args.workers, args.threads_per_worker, args.memory_limit
-    )
+    ):
+        return step(config, force=args.force)
 
 
 def cmd_synth(args) -> None:
@@ -39,13 +43,9 @@ def cmd_synth(args) -> None:
 
 
 def cmd_cube(args) -> None:
-    from geoclass.config import load_config
     from geoclass.cube import build_cubes
 
-    config = load_config(args.config)
-    with _client(args, config):
-        paths = build_cubes(config, force=args.force)
-    for tile, path in paths.items():
+    for tile, path in _run_step(args, build_cubes).items():
         print(f"{tile}: {path}")
 
 
@@ -66,23 +66,15 @@ def cmd_check(args) -> int:
 
 
 def cmd_samples(args) -> None:
-    from geoclass.config import load_config
     from geoclass.samples import sample
 
-    config = load_config(args.config)
-    with _client(args, config):
-        out = sample(config, force=args.force)
-    print(f"samples written to {out}")
+    print(f"samples written to {_run_step(args, sample)}")
 
 
 def cmd_train(args) -> None:
-    from geoclass.config import load_config
     from geoclass.train import train
 
-    config = load_config(args.config)
-    with _client(args, config):
-        paths = train(config, force=args.force)
-    for (region, run), path in sorted(paths.items()):
+    for (region, run), path in sorted(_run_step(args, train).items()):
         print(f"region {region} run {run}: {path}")
 
 
