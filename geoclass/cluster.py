@@ -41,9 +41,20 @@ def compute(*collections, label: str = "computing"):
         return dask.compute(*collections)
     log.info("%s", label)
     futures = client.compute(list(collections))
-    if os.environ.get("GEOCLASS_PROGRESS", "1") != "0":
+    if _show_progress():
         progress(futures)
     return tuple(client.gather(futures))
+
+
+def _show_progress() -> bool:
+    """Progress bars on a terminal or in Jupyter, not in logs or pipes (GEOCLASS_PROGRESS=0
+    turns them off, =1 forces them)."""
+    import sys
+
+    wanted = os.environ.get("GEOCLASS_PROGRESS")
+    if wanted is not None:
+        return wanted != "0"
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
 
 
 def _quiet_distributed() -> None:
