@@ -304,10 +304,6 @@ def find_sources(config: Config, tile: str) -> TileSources:
     return TileSources(tile, series, user, grid)
 
 
-def _sensor_options(config: Config, sensor: str) -> SensorOptions:
-    return getattr(config.sensors, sensor)
-
-
 def date_grid(series_of_tiles: list[SensorSeries], options: SensorOptions) -> list[dt.date]:
     """The regular date grid of one sensor: every `temporal_resolution` days from the start
     to the end date (from the config, else the dates common to all tiles). A null
@@ -399,7 +395,7 @@ def sensor_dates(config: Config, sources: dict[str, TileSources]) -> dict[str, l
     for src in sources.values():
         for series in src.series:
             by_sensor.setdefault(series.sensor, []).append(series)
-    return {s: date_grid(lst, _sensor_options(config, s)) for s, lst in by_sensor.items()}
+    return {s: date_grid(lst, getattr(config.sensors, s)) for s, lst in by_sensor.items()}
 
 
 def open_cubes(config: Config) -> dict[str, xr.Dataset]:

@@ -69,9 +69,6 @@ class TileGrid:
         transform = Affine(resolution, 0, left, 0, -resolution, top)
         return TileGrid(self.name, self.crs, transform, width, height, self.chunk)
 
-    def with_chunk(self, chunk: int) -> TileGrid:
-        return TileGrid(self.name, self.crs, self.transform, self.width, self.height, chunk)
-
 
 def _split(size: int, chunk: int) -> tuple[int, ...]:
     full, rest = divmod(size, chunk)

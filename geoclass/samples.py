@@ -22,7 +22,6 @@ from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.rasterize import rasterize_block, shapes_by_window
 from geoclass.reference import (
-    ClassInfo,
     ClassTable,
     build_class_table,
     load_ground_truth,
@@ -305,12 +304,6 @@ def _report(run, learn, validation, pieces, table: ClassTable, notes) -> dict:
 def class_table_to_json(table: ClassTable) -> dict:
     return {"labels_are_strings": table.labels_are_strings,
             "classes": [dataclasses.asdict(c) for c in table.classes]}
-
-
-def class_table_from_json(data: dict) -> ClassTable:
-    classes = [ClassInfo(c["user_label"], c["code"], c["name"], tuple(c["color"]))
-               for c in data["classes"]]
-    return ClassTable(classes, data["labels_are_strings"])
 
 
 def read_samples(config: Config, run: int, kind: str = "learn") -> pd.DataFrame:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-import pandas as pd
 import sklearn
 
 from geoclass.atomic import atomic_output
@@ -148,8 +147,3 @@ def load_model(path: str | Path) -> TrainedModel:
     if not isinstance(model, TrainedModel):
         raise InputError([f"{path}: not a geoclass model"])
     return model
-
-
-def learning_table(config: Config, run: int) -> pd.DataFrame:
-    """The learning samples a run's models were trained on."""
-    return read_samples(config, run, "learn")
