@@ -78,6 +78,13 @@ def cmd_train(args) -> None:
         print(f"region {region} run {run}: {path}")
 
 
+def cmd_classify(args) -> None:
+    from geoclass.maps import mosaic
+
+    for path in _run_step(args, mosaic):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geoclass", description="Land-cover maps from satellite image time series."
@@ -118,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="refit even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("classify", help="classify every tile and run, mosaic, write the final "
+                       "maps (training first if needed)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--force", action="store_true", help="redo the maps even if up to date")
+    _cluster_options(p)
+    p.set_defaults(func=cmd_classify)
     return parser
 
 

@@ -182,6 +182,36 @@ class Models(_Section):
     cross_validation: CrossValidation | None = None
 
 
+class BoundaryFusion(_Section):
+    """Fusion of the neighbouring regions' models near region boundaries (map units)."""
+
+    enable: bool = False
+    interior_buffer_size: float = Field(default=100.0, ge=0)
+    exterior_buffer_size: float = Field(default=100.0, ge=0)
+    epsilon: float = Field(default=1e-3, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _some_buffer(self):
+        if self.enable and self.interior_buffer_size + self.exterior_buffer_size <= 0:
+            raise ValueError("interior_buffer_size + exterior_buffer_size must be > 0")
+        return self
+
+
+class MergeRuns(_Section):
+    """iota2's `merge_final_classifications`: one map from the maps of every run."""
+
+    enable: bool = False
+    method: Literal["majorityvoting", "dempstershafer"] = "majorityvoting"
+    undecided_label: int | None = Field(default=None, ge=1)
+    dempstershafer_mob: Literal["precision", "recall", "accuracy", "kappa"] = "precision"
+
+
+class Classification(_Section):
+    enable_probability_map: bool = False
+    boundary_fusion: BoundaryFusion = BoundaryFusion()
+    merge_final_classifications: MergeRuns = MergeRuns()
+
+
 class DaskOptions(_Section):
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -197,6 +227,7 @@ class Config(_Section):
     user_feat: UserFeat = UserFeat()
     sampling: Sampling = Sampling()
     models: Models = Models()
+    classification: Classification = Classification()
     dask: DaskOptions = DaskOptions()
 
     source: Path | None = Field(default=None, exclude=True)
