@@ -86,7 +86,7 @@ def classify(config: Config, force: bool = False) -> dict[int, dict[str, Path]]:
              for run in runs}
     done = manifest.exists() and json.loads(manifest.read_text()) == settings
     if done and not force and all(p.exists() for m in paths.values() for p in m.values()):
-        log.info("tile classifications are up to date")
+        log.debug("tile classifications are up to date")
         return paths
     manifest.unlink(missing_ok=True)
     _warn_regions_without_model(config, models)

@@ -24,12 +24,16 @@ def _run_step(args, step):
     """Load the config, then run `step(config, force=...)` on the requested dask cluster."""
     from geoclass.cluster import dask_client
     from geoclass.config import load_config
+    from geoclass.pipeline import claim_output, mark_output
 
     config = load_config(args.config)
+    claim_output(config)
     with dask_client(
         config.dask, args.scheduler, args.workers, args.threads_per_worker, args.memory_limit
     ):
-        return step(config, force=args.force)
+        result = step(config, force=args.force)
+    mark_output(config)
+    return result
 
 
 def cmd_synth(args) -> None:
@@ -85,6 +89,51 @@ def cmd_classify(args) -> None:
         print(path)
 
 
+def _print_outcome(config, metrics: dict) -> None:
+    from geoclass.maps import final_dir
+
+    final = final_dir(config)
+    print(f"final maps and reports: {final}")
+    for name in ("Classifications_fusion.tif", "Classif_Seed_0.tif", "RESULTS.txt",
+                 "report.html"):
+        if (final / name).exists():
+            print(f"  {final / name}")
+    summary = metrics.get("summary") or {}
+    if summary:
+        oa, kappa = summary["overall_accuracy"], summary["kappa"]
+        spread = f" +- {oa['ci95']:.3f}" if oa.get("ci95") is not None else ""
+        print(f"overall accuracy {oa['mean']:.3f}{spread} (95 % CI over "
+              f"{summary['n_runs']} runs), kappa {kappa['mean']:.3f}")
+    if metrics.get("fusion"):
+        print(f"fusion of runs: OA {metrics['fusion']['scores']['overall_accuracy']:.3f}")
+
+
+def cmd_run(args) -> None:
+    from geoclass.cluster import dask_client
+    from geoclass.config import load_config
+    from geoclass.pipeline import run_chain
+
+    config = load_config(args.config)
+    with dask_client(config.dask, args.scheduler, args.workers, args.threads_per_worker,
+                     args.memory_limit):
+        metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
+                            overwrite=args.overwrite)
+    _print_outcome(config, metrics)
+
+
+def cmd_demo(args) -> None:
+    from geoclass.cluster import dask_client
+    from geoclass.config import load_config
+    from geoclass.demo import demo_config
+    from geoclass.pipeline import run_chain
+
+    config = load_config(demo_config(args.out, args.size, args.seed))
+    with dask_client(config.dask, args.scheduler, args.workers, args.threads_per_worker,
+                     args.memory_limit):
+        metrics = run_chain(config)
+    _print_outcome(config, metrics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geoclass", description="Land-cover maps from satellite image time series."
@@ -132,6 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo the maps even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_classify)
+
+    from geoclass.pipeline import STEPS
+
+    p = sub.add_parser("run", help="run the whole chain (every step that is not up to date)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--from-step", choices=list(STEPS), help="redo this step and every later one")
+    p.add_argument("--only-step", choices=list(STEPS), help="redo this step only")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of another configuration in chain.output_path")
+    _cluster_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="generate a scene and run the whole chain on it")
+    p.add_argument("--out", type=Path, default=Path("geoclass-demo"),
+                   help="folder of the scene and its outputs (default ./geoclass-demo)")
+    p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    _cluster_options(p)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

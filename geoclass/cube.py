@@ -426,7 +426,7 @@ def build_cubes(config: Config, force: bool = False) -> dict[str, Path]:
         path = cube_path(config, tile)
         stamp = fingerprint(src.files(), _cube_settings(config, dates))
         if not force and path.exists() and _stored_fingerprint(path) == stamp:
-            log.info("cube of %s is up to date: %s", tile, path)
+            log.debug("cube of %s is up to date: %s", tile, path)
         else:
             log.info("building the cube of %s (%d x %d px)", tile, *src.grid.shape)
             ds = tile_cube(config, src, dates)

@@ -120,7 +120,7 @@ def mosaic(config: Config, force: bool = False) -> list[Path]:
     settings, outputs = _settings(config), expected_outputs(config)
     if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
             and all(p.exists() for p in outputs):
-        log.info("final maps are up to date")
+        log.debug("final maps are up to date")
         return outputs
     manifest.unlink(missing_ok=True)
     grids = tile_grids(config)

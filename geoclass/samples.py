@@ -155,7 +155,7 @@ def sample(config: Config, force: bool = False) -> Path:
     settings = _settings(config, cube_paths)
     manifest = out_dir / "manifest.json"
     if not force and manifest.exists() and json.loads(manifest.read_text()) == settings:
-        log.info("samples are up to date: %s", out_dir)
+        log.debug("samples are up to date: %s", out_dir)
         return out_dir
     pieces, table = reference_pieces(config)
     tables, stats = extract(config, pieces, table, cube_paths)

@@ -105,7 +105,7 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
     paths = {(region, run): model_path(config, region, run) for region, run, *_ in jobs}
     if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
             and all(p.exists() for p in paths.values()):
-        log.info("models are up to date")
+        log.debug("models are up to date")
         return paths
     fitted = _fit_all(config, jobs)
     config_hash = config.section_hash("chain", "sampling", "models")
