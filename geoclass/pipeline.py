@@ -117,6 +117,21 @@ def claim_output(config: Config, overwrite: bool = False) -> None:
     marker.unlink()
 
 
+def remove_stale_temporaries(config: Config) -> None:
+    """Remove what a killed run left half-written: temporary siblings of outputs (they are
+    never taken as outputs, only their final names are)."""
+    out = Path(config.chain.output_path)
+    for name in OUTPUT_FOLDERS:
+        folder = out / name
+        if not folder.is_dir():
+            continue
+        for path in list(folder.rglob(".*.tmp-*")) + list(folder.rglob(".*.old-*")):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def mark_output(config: Config) -> None:
     """Record which config the output folder belongs to (once its inputs passed the checks)."""
     marker = Path(config.chain.output_path) / MARKER
@@ -170,6 +185,7 @@ def run_chain(config: Config, from_step: str | None = None, only_step: str | Non
         log.info("checking the inputs")
         check(config)  # before anything is written
     mark_output(config)
+    remove_stale_temporaries(config)
     from geoclass.cluster import dask_client
 
     cluster = nullcontext() if _active_client() else dask_client(config.dask)

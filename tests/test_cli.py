@@ -109,3 +109,25 @@ def test_train_from_the_command_line(scene, capsys):
     assert code == 0
     assert "region 1 run 0:" in out and "region 2 run 0:" in out
     assert (scene.parent / "run" / "model" / "model_2_seed_0.joblib").exists()
+
+
+def test_run_refuses_bad_input_before_starting_anything(scene, capsys):
+    edit_config(scene, chain={"region_field": "zone"})
+    code, _, err = _run(capsys, "run", scene, "--workers", "1")
+    assert code == 2 and "regions.shp" in err and "zone" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) >= 1
+    assert not (scene.parent / "run").exists()
+
+
+def test_unreachable_scheduler_is_one_clear_error(scene, capsys):
+    code, _, err = _run(capsys, "run", scene, "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach the dask scheduler at tcp://127.0.0.1:9" in err
+    assert "Traceback" not in err
+
+
+def test_classify_from_the_command_line_writes_the_final_maps(scene, capsys):
+    edit_config(scene, models={"params": {"n_estimators": 5}})
+    code, out, _ = _run(capsys, "classify", scene, "--workers", "1")
+    assert code == 0 and "Classif_Seed_0.tif" in out
+    with rasterio.open(scene.parent / "run" / "final" / "Classif_Seed_0.tif") as src:
+        assert src.crs.to_epsg() == 32631 and src.colormap(1)
