@@ -4,7 +4,8 @@ For each tile size, a one-tile, two-region synthetic scene is generated, its cub
 models are built (not timed), then the maps step is timed on a fresh LocalCluster: block-wise
 prediction of every pixel by its region's model (random forest) with boundary fusion and
 probabilities, the per-tile zarr, the mosaic zarr and the COGs (classification, confidence,
-probabilities, validity). The RSS of the whole process tree is sampled meanwhile.
+probabilities, validity). The RSS of the whole process tree (this driver with the scheduler,
+the nanny and the worker) is sampled meanwhile; what came before ran in another process.
 
 If nothing holds a whole tile in memory, peak RSS stays about flat when the tile area grows 4x.
 
@@ -18,6 +19,7 @@ import argparse
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,18 +43,18 @@ def run_size(args, size: int, root: Path) -> dict:
     from geoclass.cluster import dask_client
     from geoclass.config import load_config
     from geoclass.maps import mosaic
-    from geoclass.train import train
 
     folder = root / f"scene_{size}"
     print(f"[{size} px] generating the scene ...", flush=True)
     config_path, _, _ = generate_scene(folder, size, args.dates, args.seed, args.interval)
     _configure(config_path, args)
     config = load_config(config_path)
+    print(f"[{size} px] cube, samples, models (not timed, in a subprocess) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "geoclass.cli", "train", str(config_path),
+                    "--workers", str(args.workers)], check=True, capture_output=True)
     with dask_client(config.dask, workers=args.workers, threads_per_worker=args.threads,
                      memory_limit=args.memory_limit) as client:
-        print(f"[{size} px] cube, samples, models (not timed) ...", flush=True)
-        train(config)
-        client.restart()  # the measured step starts from fresh workers
+        client.wait_for_workers(args.workers)
         time.sleep(1.0)
         idle = sum(TreeSampler(os.getpid()).sample())
         print(f"[{size} px] classifying and writing the maps ...", flush=True)

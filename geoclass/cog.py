@@ -18,6 +18,9 @@ from geoclass.atomic import atomic_output
 from geoclass.grid import TileGrid
 
 STAGING_BLOCK = 512
+# GDAL's block cache defaults to 5 % of the RAM and fills up with the raster being written:
+# bound it so that writing a country-size COG does not grow with the raster.
+GDAL_CACHE_MB = 256
 
 
 def write_cog(
@@ -34,7 +37,7 @@ def write_cog(
                "dtype": dtype.name, "crs": grid.crs, "transform": grid.transform,
                "nodata": nodata, "tiled": True, "blockxsize": STAGING_BLOCK,
                "blockysize": STAGING_BLOCK, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
-    with atomic_output(path) as tmp:
+    with atomic_output(path) as tmp, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         staging = tmp.with_name(tmp.name + ".staging.tif")
         try:
             with rasterio.open(staging, "w", **profile) as dst:
