@@ -73,6 +73,11 @@ def test_pbs_job_script():
     assert "--nthreads 8" in text and "--nworkers" not in text
 
 
+def test_torque_resource_spec():
+    text = job_script("pbs", resource_spec="nodes=1:ppn=8")
+    assert "#PBS -l nodes=1:ppn=8" in text.splitlines() and "select=" not in text
+
+
 def test_make_cluster_rejects_unknown_system():
     pytest.importorskip("dask_jobqueue")
     with pytest.raises(ValueError, match="slurm"):
@@ -161,6 +166,12 @@ def test_gateway_without_dask_gateway_says_so(tmp_path):
     assert "dask-gateway" in done.stderr
 
 
+def test_gateway_numbers():
+    gateway_run = load("gateway_run")
+    assert gateway_run.number("2") == 2 and isinstance(gateway_run.number("2"), int)
+    assert gateway_run.number("1.5") == 1.5
+
+
 def test_gateway_options():
     gateway_run = load("gateway_run")
     offered = {"image": "pangeo/pangeo-notebook", "worker_cores": 1, "worker_memory": 2.0}
@@ -220,11 +231,31 @@ def test_dockerfile():
     copies = [arg.split() for name, arg in instructions if name in ("COPY", "ADD")]
     sources = {src for parts in copies for src in parts[:-1] if not src.startswith("--")}
     assert sources == {"pyproject.toml", "README.md", "geoclass"}  # never the whole context
+    readme = re.search(r'^readme = "(.+)"', (DEPLOY.parent / "pyproject.toml").read_text(), re.M)
+    assert readme and readme[1] in sources  # `pip install .` needs it
     runs = " ".join(arg for name, arg in instructions if name == "RUN")
     assert re.search(r"pip install \.( |$)", runs)
     assert not any(name == "ENTRYPOINT" for name, _ in instructions)
     users = [arg for name, arg in instructions if name == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_gateway_helm_values():
+    yaml = pytest.importorskip("yaml")
+    values = yaml.safe_load((DEPLOY / "kubernetes" / "dask-gateway-values.yaml").read_text())
+    backend = values["gateway"]["backend"]
+    mounts = backend["worker"]["extraContainerConfig"]["volumeMounts"]
+    volumes = backend["worker"]["extraPodConfig"]["volumes"]
+    assert {m["name"] for m in mounts} == {v["name"] for v in volumes}
+    code = values["gateway"]["extraConfig"]["geoclass-options"]
+    compile(code, "extraConfig", "exec")
+    options = pytest.importorskip("dask_gateway_server.options")
+    config = SimpleNamespace(Backend=SimpleNamespace())
+    exec(code, {"c": config})
+    assert [f["field"] for f in config.Backend.cluster_options.get_specification()] == [
+        "image", "worker_cores", "worker_memory"
+    ]
+    assert isinstance(config.Backend.cluster_options, options.Options)
 
 
 def test_dockerfile_lint():
