@@ -52,10 +52,22 @@ def model_seed(seed: int, region: int, run: int) -> int:
     return int(np.random.SeedSequence([seed, run, region]).generate_state(1)[0])
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Models, seed: int):
+def _name_features(estimator, features: list[str] | None) -> None:
+    """Estimators that read the feature names (the deep temporal models rebuild (date,
+    channel) from them) get them before fit."""
+    if features is None:
+        return
+    for key in estimator.get_params():
+        if key == "feature_names" or key.endswith("__feature_names"):
+            estimator.set_params(**{key: list(features)})
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Models, seed: int,
+              features: list[str] | None = None):
     """Fit one estimator (with the configured grid search, folds grouped by polygon if
     asked); returns (estimator, search summary or None)."""
     estimator = make_classifier(models, seed)
+    _name_features(estimator, features)
     cv = models.cross_validation
     if not cv or not cv.parameters:
         return estimator.fit(x, y), None
@@ -127,7 +139,7 @@ def _fit_all(config: Config, jobs) -> list:
 
     args = [(part[features].to_numpy(np.float32), part["code"].to_numpy(),
              part["piece"].to_numpy(), config.models,
-             model_seed(config.chain.random_seed, region, run))
+             model_seed(config.chain.random_seed, region, run), features)
             for region, run, part, features in jobs]
     try:
         client = get_client()

@@ -3,7 +3,10 @@ path, optionally standardized.
 
 Defaults of `random_forest` / `extra_trees` follow iota2's OTB random forest (100 trees, max depth
 25, at least 5 samples per leaf): deep enough for dozens of classes, with leaves large enough to
-resist the label noise of field-level ground truth."""
+resist the label noise of field-level ground truth.
+
+`tempcnn` / `lighttae` (geoclass.models.deep) are deep temporal models that need PyTorch and
+the feature names (their `feature_names` parameter) to read the time series."""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ CLASSIFIERS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "hist_gradient_boosting": ("sklearn.ensemble.HistGradientBoostingClassifier",
                                {"max_iter": 200}, False),
     "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 200, "verbose": -1}, False),
+    "tempcnn": ("geoclass.models.deep.TempCNNClassifier", {}, False),
+    "lighttae": ("geoclass.models.deep.LightTAEClassifier", {}, False),
 }
 
 
