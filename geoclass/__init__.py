@@ -5,7 +5,7 @@ from geoclass.classify import classify, classify_lazy
 from geoclass.config import Config, load_config
 from geoclass.cube import build_cubes, open_cube, open_cubes
 from geoclass.maps import mosaic
-from geoclass.pipeline import report, run_chain
+from geoclass.pipeline import make_report, run_chain
 from geoclass.samples import read_samples, sample
 from geoclass.train import load_model, train
 from geoclass.validate import assess
@@ -25,7 +25,7 @@ __all__ = [
     "open_cube",
     "open_cubes",
     "read_samples",
-    "report",
+    "make_report",
     "run_chain",
     "sample",
     "train",

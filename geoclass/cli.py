@@ -42,6 +42,7 @@ def cmd_synth(args) -> None:
     config = synth(
         args.out_dir, tiles=args.tiles, size=args.size, dates=args.dates, classes=args.classes,
         regions=args.regions, cloud_cover=args.cloud_cover, labels=args.labels, seed=args.seed,
+        format=args.format, s1=args.s1,
     )
     print(f"scene written to {args.out_dir}; configuration: {config}")
 
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-cover", type=float, default=0.2)
     p.add_argument("--labels", choices=["string", "int"], default="string")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=["theia", "sen2cor", "stac", "series", "landsat8"],
+                   default="theia", help="layout of the optical products (same scene in each)")
+    p.add_argument("--s1", action="store_true", help="also write Sentinel-1 VV/VH backscatter")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("cube", help="build (or reuse) the feature cubes of every tile")

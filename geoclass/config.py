@@ -31,7 +31,12 @@ class Chain(_Section):
     output_path: Path
     list_tile: list[str]
     s2_path: Path | None = None
+    s2_s2c_path: Path | None = None
+    l8_path: Path | None = None
     l8_path_old: Path | None = None
+    s1_path: Path | None = None
+    series_path: Path | None = None
+    stac_path: Path | None = None
     user_feat_path: Path | None = None
     ground_truth: Path | None = None
     data_field: str = "code"
@@ -64,9 +69,69 @@ class SensorOptions(_Section):
     end_date: dt.date | None = None
 
 
+class Sentinel1Options(SensorOptions):
+    """Sentinel-1 files and date grid (shared by the ascending and descending series)."""
+
+    temporal_resolution: int | None = Field(default=12, ge=1)
+    pattern: str = "s1?_{tile}_{pol}_{orbit}_{date:%Y%m%dt%H%M%S}*.tif"
+    polarisations: list[str] = Field(default=["VV", "VH"], min_length=1)
+    orbits: list[Literal["ASC", "DES"]] = Field(default=["ASC", "DES"], min_length=1)
+    db_input: bool = False
+    nodata: float | None = 0
+
+
 class Sensors(_Section):
     sentinel_2: SensorOptions = SensorOptions()
     landsat_8_old: SensorOptions = SensorOptions(temporal_resolution=16)
+    sentinel_2_s2c: SensorOptions = SensorOptions()
+    landsat_8: SensorOptions = SensorOptions(temporal_resolution=16)
+    sentinel_1: Sentinel1Options = Sentinel1Options()
+
+
+Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode"]
+
+
+def _check_range(value):
+    if value is not None and value[0] > value[1]:
+        raise ValueError("valid_range must be [low, high] with low <= high")
+    return value
+
+
+class SeriesOptions(SensorOptions):
+    """Any dated raster series (`chain.series_path`); a null temporal_resolution keeps the
+    native dates."""
+
+    temporal_resolution: int | None = Field(default=None, ge=1)
+    pattern: str | None = None
+    band_names: list[str] = Field(default=["value"], min_length=1)
+    valid_range: tuple[float, float] | None = None
+    nodata: float | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    mask_pattern: str | None = None
+    resampling: Resampling = "nearest"
+    prefix: str = ""
+    index_bands: dict[Literal["green", "red", "nir", "swir"], str] = {}
+
+    _range = field_validator("valid_range")(_check_range)
+
+
+class StacOptions(SensorOptions):
+    """A local STAC catalog or ItemCollection (`chain.stac_path`)."""
+
+    bands: dict[str, str] = {}
+    cloud_asset: str | None = None
+    invalid_values: list[int] = [0, 1, 3, 8, 9, 10]
+    nodata: float | None = 0
+    scale: float | None = None
+    offset: float | None = None
+    valid_range: tuple[float, float] | None = None
+    resampling: Resampling = "bilinear"
+    prefix: str = ""
+    index_bands: dict[Literal["green", "red", "nir", "swir"], str] = {
+        "green": "B3", "red": "B4", "nir": "B8", "swir": "B11"}
+
+    _range = field_validator("valid_range")(_check_range)
 
 
 class Features(_Section):
@@ -225,6 +290,8 @@ class Config(_Section):
     sensors: Sensors = Sensors()
     features: Features = Features()
     user_feat: UserFeat = UserFeat()
+    series: SeriesOptions = SeriesOptions()
+    stac: StacOptions = StacOptions()
     sampling: Sampling = Sampling()
     models: Models = Models()
     classification: Classification = Classification()
@@ -241,7 +308,8 @@ class Config(_Section):
 
 
 _PATH_KEYS = ("output_path", "s2_path", "l8_path_old", "user_feat_path", "ground_truth",
-              "region_path", "nomenclature_path", "color_table")
+              "region_path", "nomenclature_path", "color_table", "s2_s2c_path", "l8_path",
+              "s1_path", "series_path", "stac_path")
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

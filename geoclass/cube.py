@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dask.array as da
@@ -24,13 +25,21 @@ from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.sensors import (
     SensorSeries,
+    StacSeries,
     UserFeatures,
+    open_stac_series,
+    read_landsat8,
     read_landsat8_old,
+    read_sen2cor,
+    read_sentinel1,
+    read_series,
     read_series_block,
+    read_stac,
     read_theia_s2,
     read_user_block,
     read_user_features,
 )
+from geoclass.sensors.footprint import overlaps
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +109,28 @@ def indices_block(
     return out
 
 
+def to_db(linear: np.ndarray) -> np.ndarray:
+    """10 log10 of linear backscatter (values <= 0 give the floor of -100 dB)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.float32(10) * np.log10(np.maximum(linear, np.float32(1e-10)))).astype(
+            np.float32)
+
+
 def features_block(
     filled: np.ndarray,
     band_names: tuple[str, ...],
     index_bands: dict[str, str],
     indices: tuple[str, ...],
     keep_reflectances: bool,
+    db: bool = False,
 ) -> np.ndarray:
-    """(G, B, Y, X) gap-filled block -> float32 (F, Y, X): every band over the dates, then
-    every index over the dates (the order of `feature_names`)."""
+    """(G, B, Y, X) gap-filled block -> float32 (F, Y, X): every band over the dates (in dB
+    with `db`), then every index over the dates (the order of `feature_names`)."""
     parts = []
     n_dates, _, height, width = filled.shape
     if keep_reflectances:
-        parts.append(filled.transpose(1, 0, 2, 3).reshape(-1, height, width))
+        bands = to_db(filled) if db else filled
+        parts.append(bands.transpose(1, 0, 2, 3).reshape(-1, height, width))
     if indices:
         idx = indices_block(filled, band_names, index_bands, indices)
         parts.append(idx.transpose(1, 0, 2, 3).reshape(-1, height, width))
@@ -152,19 +170,30 @@ def _spatial_coords(grid: TileGrid) -> dict:
     return {"y": y, "x": x}
 
 
+def _read_key(series: SensorSeries, grid: TileGrid) -> str:
+    settings = [grid.chunk, list(grid.transform)[:6], grid.shape, grid.crs.to_wkt(),
+                series.scale, series.offset, series.nodata, series.valid_range,
+                series.resampling, series.db_input]
+    return f"read-{series.sensor}-{series.tile}-{fingerprint(series.files(), settings)}"
+
+
 def open_series(series: SensorSeries, grid: TileGrid) -> xr.DataArray:
     """The lazy reflectance series of a tile, (time, band, y, x) float32 on `grid`, NaN where
-    clouds, edges or nodata mask the observation; one dask task reads one chunk."""
-    shape = (len(series.acquisitions), len(series.band_names))
-    data = da.map_blocks(
-        _read_series_chunk,
-        series,
-        grid,
-        chunks=tuple((n,) for n in shape) + grid.chunks,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0, 0), np.float32),
-        name=f"read-{series.sensor}-{series.tile}-{fingerprint(series.files(), grid.chunk)}",
-    )
+    clouds, edges or nodata mask the observation; one dask task reads one chunk (for STAC
+    sources, odc-stac reads one chunk of one asset and date per task)."""
+    if isinstance(series, StacSeries):
+        data = open_stac_series(series, grid)
+    else:
+        shape = (len(series.dates), len(series.band_names))
+        data = da.map_blocks(
+            _read_series_chunk,
+            series,
+            grid,
+            chunks=tuple((n,) for n in shape) + grid.chunks,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), np.float32),
+            name=_read_key(series, grid),
+        )
     coords = {"time": [np.datetime64(d, "ns") for d in series.dates],
               "band": list(series.band_names), **_spatial_coords(grid)}
     return xr.DataArray(data, dims=("time", "band", "y", "x"), coords=coords, name="reflectance")
@@ -196,10 +225,23 @@ def gapfill(reflectance: xr.DataArray, dates: list[dt.date]) -> xr.DataArray:
     return xr.DataArray(data, dims=reflectance.dims, coords=coords, name="gapfilled")
 
 
+_INDEX_ROLES = {"NDVI": ("red", "nir"), "NDWI": ("nir", "swir"), "Brightness": ()}
+
+
+def usable_indices(series: SensorSeries, indices) -> tuple[str, ...]:
+    """The indices a sensor's bands allow: none without index bands (radar, plain series)."""
+    if not series.index_bands:
+        return ()
+    return tuple(i for i in indices if all(r in series.index_bands for r in _INDEX_ROLES[i]))
+
+
 def spectral_features(
     filled: xr.DataArray, series: SensorSeries, indices, keep_reflectances: bool = True
 ) -> xr.DataArray:
-    """The gap-filled reflectances and indices as a lazy (feature, y, x) array."""
+    """The gap-filled reflectances (backscatter in dB) and indices as a lazy (feature, y, x)
+    array; a sensor without usable indices always keeps its bands."""
+    indices = usable_indices(series, indices)
+    keep_reflectances = keep_reflectances or not indices
     dates = list(filled["time"].dt.date.values)
     names = feature_names(series.prefix, series.band_names, dates, indices, keep_reflectances)
     data = filled.data.map_blocks(
@@ -208,6 +250,7 @@ def spectral_features(
         series.index_bands,
         tuple(indices),
         keep_reflectances,
+        series.db_features,
         drop_axis=0,
         chunks=((len(names),), *filled.data.chunks[2:]),
         dtype=np.float32,
@@ -282,26 +325,98 @@ class TileSources:
         return files + (self.user.files() if self.user else [])
 
 
+def _read(problems: list[str], func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except InputError as err:
+        problems += err.problems
+        return None
+
+
+def _sensor_series(config: Config, tile: str) -> list[SensorSeries]:
+    """Every configured sensor's series of `tile`, in the order that picks the tile grid:
+    Sentinel-2 (THEIA, Sen2Cor, STAC), Landsat-8 (current, old), the dated series, Sentinel-1.
+    Every reader's problems are reported together."""
+    chain, chunk, problems = config.chain, config.dask.chunk_size, []
+    first = [
+        _read(problems, read_theia_s2, chain.s2_path, tile, chunk) if chain.s2_path else None,
+        _read(problems, read_sen2cor, chain.s2_s2c_path, tile, chunk)
+        if chain.s2_s2c_path else None,
+    ]
+    rest = [
+        _read(problems, read_landsat8, chain.l8_path, tile, chunk) if chain.l8_path else None,
+        _read(problems, read_landsat8_old, chain.l8_path_old, tile, chunk)
+        if chain.l8_path_old else None,
+        _read(problems, read_series, chain.series_path, tile, config.series, chain.proj,
+              chain.spatial_resolution, chunk) if chain.series_path else None,
+    ]
+    if chain.s1_path:
+        rest += _read(problems, read_sentinel1, chain.s1_path, tile, config.sensors.sentinel_1,
+                      chunk) or []
+    stac = None
+    if chain.stac_path:
+        known = [s for s in first + rest if s is not None]
+        hint = known[0].grid if known else None
+        stac = _read(problems, read_stac, chain.stac_path, tile, config.stac, hint, chunk)
+    if problems:
+        raise InputError(problems)
+    return [s for s in [*first, stac, *rest] if s is not None]
+
+
+def _overlapping(series: SensorSeries, grid: TileGrid) -> SensorSeries:
+    """The series without the acquisitions whose footprint misses the tile; an InputError
+    naming the sensor and tile when none is left."""
+    try:
+        kept = tuple(a for a in series.acquisitions if overlaps(a.bands[0].path, grid))
+    except ValueError as err:  # a raster without a CRS
+        raise InputError([f"{series.sensor}, tile {series.tile}: {err}"]) from None
+    if not kept:
+        left, bottom, right, top = grid.bounds
+        raise InputError([f"{series.sensor}: no file of tile {series.tile} overlaps the tile "
+                          f"grid ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f} in "
+                          f"{grid.crs.to_string() or 'its CRS'}), e.g. "
+                          f"{series.acquisitions[0].bands[0].path}"])
+    if len(kept) == len(series.acquisitions):
+        return series
+    log.warning("%s: %d file(s) of tile %s do not overlap the tile and are left out",
+                series.sensor, len(series.acquisitions) - len(kept), series.tile)
+    if isinstance(series, StacSeries):
+        ids = {a.product for a in kept}
+        return replace(series, acquisitions=kept,
+                       items=tuple(i for i in series.items if i["id"] in ids))
+    return replace(series, acquisitions=kept)
+
+
 def find_sources(config: Config, tile: str) -> TileSources:
     """Read the products of `tile` for every configured sensor and fix the tile grid: the
-    first sensor's (Sentinel-2, else Landsat) at `chain.spatial_resolution`, else the user
-    rasters' grid."""
+    first sensor's (see `_sensor_series`) at `chain.spatial_resolution`, else the user
+    rasters' grid. A dated series alone gives its first file's footprint in `chain.proj` (or
+    the file's CRS) at `chain.spatial_resolution` (or the file's resolution)."""
     chain, chunk = config.chain, config.dask.chunk_size
-    series = []
-    if chain.s2_path:
-        series.append(read_theia_s2(chain.s2_path, tile, chunk))
-    if chain.l8_path_old:
-        series.append(read_landsat8_old(chain.l8_path_old, tile, chunk))
+    series = _sensor_series(config, tile)
     user = None
     if chain.user_feat_path:
         user = read_user_features(chain.user_feat_path, tile, config.user_feat.patterns, chunk)
     if not series and user is None:
-        raise InputError(["no input data: set chain.s2_path, chain.l8_path_old or "
-                          "chain.user_feat_path"])
+        raise InputError(["no input data: set chain.s2_path, s2_s2c_path, l8_path, l8_path_old, "
+                          "s1_path, series_path, stac_path or user_feat_path"])
     grid = series[0].grid if series else user.grid
     if series and chain.spatial_resolution and chain.spatial_resolution != grid.resolution:
         grid = grid.with_resolution(chain.spatial_resolution)
+    problems = []
+    series = [s for s in (_read(problems, _overlapping, s, grid) for s in series) if s]
+    if problems:
+        raise InputError(problems)
     return TileSources(tile, series, user, grid)
+
+
+def sensor_options(config: Config, sensor: str) -> SensorOptions:
+    """The date-grid options of a sensor of the cube."""
+    if sensor.startswith("sentinel_1_"):
+        return config.sensors.sentinel_1
+    if sensor in ("series", "stac"):
+        return getattr(config, sensor)
+    return getattr(config.sensors, sensor)
 
 
 def date_grid(series_of_tiles: list[SensorSeries], options: SensorOptions) -> list[dt.date]:
@@ -339,6 +454,11 @@ def tile_cube(config: Config, sources: TileSources, dates: dict[str, list[dt.dat
     if sources.user is not None:
         parts.append(user_raster_features(sources.user, grid))
     features = xr.concat(parts, dim="feature") if len(parts) > 1 else parts[0]
+    twice = [n for n, c in Counter(features["feature"].values.tolist()).items() if c > 1]
+    if twice:
+        raise InputError([f"tile {grid.name}: several sources give the features "
+                          f"{', '.join(twice[:5])}{' ...' if len(twice) > 5 else ''}; give the "
+                          "series or STAC source a prefix (series.prefix, stac.prefix)"])
     features = features.chunk({"feature": -1, "y": grid.chunk, "x": grid.chunk})
     if valid is None:
         valid = features.notnull().all("feature").astype(np.uint16)
@@ -390,12 +510,20 @@ def tile_sources(config: Config) -> dict[str, TileSources]:
 
 
 def sensor_dates(config: Config, sources: dict[str, TileSources]) -> dict[str, list[dt.date]]:
-    """The output date grid of every sensor, shared by all tiles."""
-    by_sensor: dict[str, list[SensorSeries]] = {}
-    for src in sources.values():
+    """The output date grid of every sensor, shared by all tiles; a sensor must have dates on
+    every tile (the tiles' cubes must hold the same features)."""
+    by_sensor: dict[str, dict[str, SensorSeries]] = {}
+    for tile, src in sources.items():
         for series in src.series:
-            by_sensor.setdefault(series.sensor, []).append(series)
-    return {s: date_grid(lst, getattr(config.sensors, s)) for s, lst in by_sensor.items()}
+            by_sensor.setdefault(series.sensor, {})[tile] = series
+    problems = [
+        f"{sensor} has no date for tile {tile} (it has for {', '.join(per_tile)})"
+        for sensor, per_tile in by_sensor.items() for tile in sources if tile not in per_tile
+    ]
+    if problems:
+        raise InputError(problems)
+    return {s: date_grid(list(per_tile.values()), sensor_options(config, s))
+            for s, per_tile in by_sensor.items()}
 
 
 def open_cubes(config: Config) -> dict[str, xr.Dataset]:
@@ -408,7 +536,8 @@ def open_cubes(config: Config) -> dict[str, xr.Dataset]:
 def _cube_settings(config: Config, dates) -> dict:
     return {
         "format": CUBE_FORMAT,
-        "sections": config.section_hash("sensors", "features", "user_feat"),
+        "sections": config.section_hash("sensors", "features", "user_feat", "series", "stac"),
+        "proj": config.chain.proj,
         "chunk": config.dask.chunk_size,
         "resolution": config.chain.spatial_resolution,
         "dates": {s: [d.isoformat() for d in v] for s, v in dates.items()},

@@ -32,7 +32,7 @@ def check(config: Config, force: bool = False) -> None:
     require_valid_inputs(config)
 
 
-def report(config: Config, force: bool = False) -> Path:
+def make_report(config: Config, force: bool = False) -> Path:
     """`final/report.html`: settings, map quicklook with legend, accuracy, areas, warnings."""
     from geoclass.report import class_areas, write_report
 
@@ -89,7 +89,7 @@ def run_warnings(config: Config, metrics: dict) -> list[str]:
 
 STEPS: dict[str, Callable] = {
     "check": check, "cubes": build_cubes, "samples": sample, "train": train,
-    "classify": classify, "mosaic": mosaic, "validate": assess, "report": report,
+    "classify": classify, "mosaic": mosaic, "validate": assess, "report": make_report,
 }
 
 

@@ -1,4 +1,6 @@
-"""Deterministic synthetic Sentinel-2 L2A scenes (THEIA layout), truth, references and config."""
+"""Deterministic synthetic Sentinel-2 L2A scenes, truth, references and config: THEIA layout
+here, the same scene as Sen2Cor SAFE, STAC, a dated series or Landsat-8, and Sentinel-1
+backscatter, in `synth_layouts`."""
 
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ SHADOW_BITS = 0b0010_0001  # MUSCATE CLM: any cloud or shadow (bit 0) | cloud sh
 PARCEL_AREA = 26.0**2  # mean Voronoi parcel area, pixels
 GT_FRACTION = 0.4  # share of the parcels that become ground-truth polygons
 MAX_DATES = 72
+FORMATS = ("theia", "sen2cor", "stac", "series", "landsat8")
+# where each format's products go and the chain key that points there
+FORMAT_PATHS = {"theia": ("sensor_data", "s2_path"), "sen2cor": ("sen2cor", "s2_s2c_path"),
+                "stac": ("stac", "stac_path"), "series": ("series", "series_path"),
+                "landsat8": ("landsat8", "l8_path")}
 
 # iota2's French nomenclature (running_iota2/nomenclature.txt and color.txt): name -> code, RGB.
 NOMENCLATURE: dict[str, tuple[int, tuple[int, int, int]]] = {
@@ -540,6 +547,10 @@ class Scene:
     parcels: Parcels
     layout: str
     r2_20m: bool
+    format: str = "theia"
+    series_crs: str | None = None
+    s1: bool = False
+    stac: object = None  # the STAC writer, gathering items until the catalog is written
 
 
 def date_bands(
@@ -568,8 +579,29 @@ def date_bands(
         yield band, refl
 
 
+def write_products(scene: Scene, info, product: str, bands) -> str:
+    """Write one acquisition in the scene's format; returns its product (or file) name."""
+    from geoclass import synth_layouts as layouts
+
+    root = scene.out / FORMAT_PATHS[scene.format][0]
+    if scene.format == "theia":
+        folder = root / info.tile / product
+        write_date(folder, product, bands, info.transform, info.edge, info.clm, scene.layout,
+                   scene.r2_20m)
+        return product
+    if scene.format == "sen2cor":
+        return layouts.write_sen2cor(root, info, bands)
+    if scene.format == "stac":
+        return scene.stac.write(info, bands)
+    if scene.format == "series":
+        return layouts.write_series(root, info, bands, scene.series_crs)
+    return layouts.write_landsat8(root, info, bands)
+
+
 def write_tile(scene: Scene, k: int, dates: list[dt.date], covers: np.ndarray, last: bool) -> dict:
     """Truth raster and every acquisition of tile k; returns the products and cloud fractions."""
+    from geoclass import synth_layouts as layouts
+
     name, transform, size = tile_name(k), tile_transform(k, scene.size), scene.size
     pid = parcel_ids(scene.parcels, transform, size)
     codes = scene.codes.astype(np.uint8 if scene.codes.max() <= 255 else np.uint16)
@@ -586,11 +618,15 @@ def write_tile(scene: Scene, k: int, dates: list[dt.date], covers: np.ndarray, l
         if edge is not None:
             clm[edge] = 0
         bands = date_bands(scene, k, d, date.timetuple().tm_yday, pid, tex, sky)
-        folder = scene.out / "sensor_data" / name / product
-        write_date(folder, product, bands, transform, edge, clm, scene.layout, scene.r2_20m)
-        products.append(product)
+        info = layouts.DateInfo(scene.seed, name, k, d, date, transform, edge, clm,
+                                None if sky is None else sky.opacity)
+        products.append(write_products(scene, info, product, bands))
         fractions.append(round(float((clm > 0).mean()), 4))
-    return {"products": products, "cloud_fraction": fractions}
+    summary = {"products": products, "cloud_fraction": fractions}
+    if scene.s1:
+        summary["s1"] = layouts.write_s1(scene.out / "s1", scene, k, name, transform, pid,
+                                         dates, last)
+    return summary
 
 
 def write_vectors(out: Path, parcels: Parcels, table, codes, regions) -> int:
@@ -625,12 +661,18 @@ def write_tables(out: Path, table: list[Archetype]) -> None:
     (out / "colors.txt").write_text("".join(f"{c} {r} {g} {b}\n" for c, (r, g, b) in colors))
 
 
-def write_config(out: Path, tiles: list[str], size: int, labels: str, seed: int) -> Path:
+def write_config(
+    out: Path, tiles: list[str], size: int, labels: str, seed: int, format: str = "theia",
+    s1: bool = False,
+) -> Path:
+    from geoclass import synth_layouts as layouts
+
+    folder, key = FORMAT_PATHS[format]
     config = {
         "chain": {
             "output_path": "run",
             "list_tile": tiles,
-            "s2_path": "sensor_data",
+            key: folder if format != "stac" else f"{folder}/catalog.json",
             "ground_truth": "vector/ground_truth.shp",
             "data_field": "class" if labels == "string" else "code",
             "region_path": "vector/regions.shp",
@@ -644,6 +686,12 @@ def write_config(out: Path, tiles: list[str], size: int, labels: str, seed: int)
         },
         "dask": {"chunk_size": min(1024, max(64, size // 2))},
     }
+    if format == "series":
+        config["series"] = dict(layouts.SERIES_CONFIG)
+    elif format == "stac":
+        config["stac"] = dict(layouts.STAC_CONFIG)
+    if s1:
+        config["chain"]["s1_path"] = "s1"
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path
@@ -664,8 +712,16 @@ def synth(
     seed: int = 0,
     layout: str = "bands",
     r2_20m: bool = False,
+    format: str = "theia",
+    s1: bool = False,
+    series_crs: str | None = None,
 ) -> Path:
-    """Write a synthetic scene under `out_dir`; returns the path of its config.yaml."""
+    """Write a synthetic scene under `out_dir`; returns the path of its config.yaml.
+
+    `format`: the optical products' layout, `theia` (`layout`, `r2_20m` apply), `sen2cor`,
+    `stac`, `series` (in `series_crs`, default the tiles' UTM zone) or `landsat8` (30 m: size
+    a multiple of 6); every format holds the same reflectances. `s1`: Sentinel-1 VV/VH
+    backscatter too, ascending and descending, `dates` dates each."""
     if tiles < 1 or regions < 1 or size < 32 or seed < 0:
         raise ValueError("need tiles >= 1, regions >= 1, size >= 32 and seed >= 0")
     if not 1 <= dates <= MAX_DATES:
@@ -676,6 +732,13 @@ def synth(
         raise ValueError("labels must be 'string' or 'int', layout 'bands' or 'stack'")
     if r2_20m and (size % 2 or layout != "bands"):
         raise ValueError("r2_20m needs an even size and layout='bands'")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if size % (6 if format == "landsat8" else 2) and format != "theia":
+        raise ValueError(f"format '{format}' needs a size multiple of "
+                         f"{6 if format == 'landsat8' else 2}")
+    if series_crs is not None and format != "series":
+        raise ValueError("series_crs applies to format='series' only")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = class_archetypes(classes)
@@ -684,11 +747,17 @@ def synth(
     date_lists = acquisition_dates(seed, tiles, dates)
     region_shapes = region_polygons(seed, regions, tiles, size)
     parcels = make_parcels(seed, tiles, size, classes, region_shapes)
-    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m)
+    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m, format, series_crs, s1)
+    if format == "stac":
+        from geoclass.synth_layouts import StacWriter
+
+        scene.stac = StacWriter(out / FORMAT_PATHS["stac"][0])
     summary = {}
     for k, name in enumerate(names):
         covers = cloud_covers(seed, k, len(date_lists[k]), cloud_cover)
         summary[name] = write_tile(scene, k, date_lists[k], covers, last=k == tiles - 1)
+    if scene.stac is not None:
+        scene.stac.finish()
     polygons = write_vectors(out, parcels, table, codes, region_shapes)
     write_tables(out, table)
     summary_json = {
@@ -696,17 +765,20 @@ def synth(
         "size": size,
         "resolution": RES,
         "crs": CRS,
+        "format": format,
         "layout": layout,
         "r2_20m": r2_20m,
+        "series_crs": series_crs,
         "labels": labels,
         "cloud_cover": cloud_cover,
         "tiles": names,
         "dates": {n: [d.isoformat() for d in ds] for n, ds in zip(names, date_lists)},
         "products": {n: summary[n]["products"] for n in names},
+        **({"s1": {n: summary[n]["s1"] for n in names}} if s1 else {}),
         "cloud_fraction": {n: summary[n]["cloud_fraction"] for n in names},
         "classes": [{"name": a.name, "code": int(c)} for a, c in zip(table, codes)],
         "regions": [str(r + 1) for r in range(regions)],
         "ground_truth_polygons": polygons,
     }
     (out / "scene.json").write_text(json.dumps(summary_json, indent=1, ensure_ascii=False))
-    return write_config(out, names, size, labels, seed)
+    return write_config(out, names, size, labels, seed, format, s1)

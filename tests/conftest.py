@@ -36,7 +36,7 @@ def edit_config(config_path: Path, **sections) -> Path:
     data = yaml.safe_load(config_path.read_text())
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
-    config_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     return config_path
 
 
