@@ -94,3 +94,35 @@ def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factor
     direct = model.estimator.predict(x)
     np.testing.assert_array_equal(label[rows[:200], cols[:200]], direct)
     assert isinstance(model.estimator, RandomForestClassifier)
+
+
+def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_template,
+                                                                         tmp_path_factory,
+                                                                         client, monkeypatch):
+    from geoclass.cube import grid_of_cube, open_cube
+    from geoclass.predict import _cached_model
+    from geoclass.reference import load_regions
+
+    target = tmp_path_factory.mktemp("fast") / "scene"
+    shutil.copytree(scene_template.parent, target)
+    config = config_of(target / "config.yaml", models={"params": {"n_estimators": 30}})
+    paths = train(config)
+    cube = open_cube(config.chain.output_path / "cubes" / "T31TDJ.zarr")
+    grid = grid_of_cube(cube)
+    regions = lazy_rasterize(load_regions(config.chain.region_path, "region", grid.crs),
+                             "region", grid)
+    classes = sorted(int(c) for c in read_samples(config, 0)["code"].unique())
+    models = {r: p for (r, _), p in paths.items()}
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("GEOCLASS_FASTFOREST", flag)
+        _cached_model.cache_clear()
+        results[flag] = classify_tile(cube.features, regions, models, classes).compute()
+    fast, reference = results["1"], results["0"]
+    from geoclass.fastforest import compile_forest
+    from geoclass.train import load_model
+
+    assert all(compile_forest(load_model(p).estimator) is not None for p in models.values())
+    assert (fast.classification.values > 0).mean() > 0.9
+    for name in ("classification", "confidence", "probabilities"):
+        np.testing.assert_array_equal(fast[name].values, reference[name].values, err_msg=name)
