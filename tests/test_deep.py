@@ -199,3 +199,46 @@ def test_early_stopping_keeps_the_best_weights(data):
     _, val = validation_split(codes, 0.1, np.random.default_rng(0))
     proba = model.predict_proba(x[val])
     assert log_loss(y[val], proba, labels=LABELS) == pytest.approx(min(losses), rel=1e-4)
+
+
+@pytest.mark.parametrize("classifier, params", [
+    ("tempcnn", {"epochs": 4, "filters": 16, "hidden": 32, "verbose": False}),
+    ("lighttae", {"epochs": 4, "d_model": 32, "n_head": 4, "mlp": 32, "verbose": False}),
+])
+def test_deep_models_feed_every_map_of_the_chain(classifier, params, scene_template, tmp_path,
+                                                 client):
+    """Probabilities of a deep model go through confidence, probability maps, boundary
+    fusion and the fusion of runs like a forest's."""
+    pytest.importorskip("torch")
+    import json
+    import shutil
+
+    import rasterio
+
+    from geoclass.config import load_config
+    from geoclass.pipeline import run_chain
+
+    from .conftest import edit_config
+
+    shutil.copytree(scene_template.parent, tmp_path / "s", ignore=shutil.ignore_patterns("run"))
+    path = edit_config(tmp_path / "s" / "config.yaml", chain={"runs": 2},
+                       models={"classifier": classifier, "params": params},
+                       classification={"enable_probability_map": True,
+                                       "boundary_fusion": {"enable": True},
+                                       "merge_final_classifications": {"enable": True}})
+    metrics = run_chain(load_config(path))
+    final = tmp_path / "s" / "run" / "final"
+    with rasterio.open(final / "ProbabilityMap_Seed_0.tif") as src:
+        proba = src.read().astype(int)
+    with rasterio.open(final / "Classif_Seed_0.tif") as src:
+        label = src.read(1)
+    with rasterio.open(final / "Confidence_Seed_0.tif") as src:
+        confidence = src.read(1).astype(int)
+    classified = label > 0
+    assert classified.mean() > 0.9
+    assert np.abs(proba[:, classified].sum(axis=0) - 1000).max() <= 3
+    assert np.abs(proba[:, classified].max(axis=0) - 10 * confidence[classified]).max() <= 6
+    assert (final / "Classifications_fusion.tif").exists() and metrics["fusion"]
+    assert metrics["summary"]["overall_accuracy"]["mean"] > 0.3
+    model = json.loads((final / "metrics_seed_0.json").read_text())
+    assert model["n_samples"] > 0
