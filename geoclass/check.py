@@ -9,8 +9,9 @@ import numpy as np
 import rasterio
 
 from geoclass.config import Config
-from geoclass.cube import TileSources, find_sources, sensor_dates
+from geoclass.cube import find_sources, sensor_dates, tile_cube
 from geoclass.errors import InputError
+from geoclass.external import ExternalTable, inspect_external
 from geoclass.reference import (
     check_class_table_inputs,
     check_ground_truth,
@@ -54,8 +55,10 @@ def _clear_fraction(series: SensorSeries, out_shape=(64, 64)) -> list[float]:
     return fractions
 
 
-def _check_tiles(config: Config, report: CheckReport) -> dict[str, TileSources]:
-    sources = {}
+def _check_tiles(config: Config, report: CheckReport):
+    """The sources of every readable tile, and the date grid of each sensor (None if the
+    dates do not fit)."""
+    sources, dates = {}, None
     for tile in config.chain.list_tile:
         src = _collect(report, find_sources, config, tile)
         if src is None:
@@ -70,17 +73,55 @@ def _check_tiles(config: Config, report: CheckReport) -> dict[str, TileSources]:
                 report.warnings.append(f"tile {tile}: fewer than 3 {series.sensor} dates with "
                                        "clear pixels; its gap-filled series will be poor")
     if sources:
-        _collect(report, sensor_dates, config, sources)
-    return sources
+        dates = _collect(report, sensor_dates, config, sources)
+    return sources, dates
 
 
-def _check_reference(config: Config, report: CheckReport, grids) -> None:
+def _feature_names(config: Config, report: CheckReport, sources, dates) -> list[str] | None:
+    """The cube's feature names (from the first tile's lazy cube), when they can be known."""
+    if not sources or dates is None or len(sources) < len(config.chain.list_tile):
+        return None
+    cube = _collect(report, tile_cube, config, next(iter(sources.values())), dates)
+    return None if cube is None else [str(n) for n in cube["feature"].values]
+
+
+def _check_external(config: Config, report: CheckReport, names) -> ExternalTable | None:
+    """The external sample table's problems (file, columns, labels, regions, matching to the
+    cube's features, NaN values) and the role of the ground truth."""
     chain = config.chain
-    if chain.ground_truth is None:
-        return
+    if chain.ground_truth_role == "validation" and chain.external_samples is None:
+        report.problems.append("ground_truth_role: validation needs chain.external_samples "
+                               "to learn from")
+    if chain.ground_truth_role == "validation" and chain.ground_truth is None:
+        report.problems.append("ground_truth_role: validation needs chain.ground_truth to "
+                               "validate on")
+    if chain.external_samples is None:
+        return None
+    table, problems = inspect_external(config, names)
+    report.problems += problems
+    return None if problems else table
+
+
+def _same_kind_of_labels(gt_labels, table: ExternalTable, gt_name: str) -> list[str]:
+    """Ground truth and external samples must both have string labels, or both integers."""
+    strings = [any(isinstance(v, str) for v in labels)
+               for labels in (gt_labels, table.labels.dropna())]
+    if strings[0] == strings[1]:
+        return []
+    kinds = ["strings" if s else "integers" for s in strings]
+    return [f"{table.file}: its labels are {kinds[1]} but those of {gt_name} are {kinds[0]}; "
+            "use the same labels in both"]
+
+
+def _check_reference(config: Config, report: CheckReport, grids, names=None) -> None:
+    chain = config.chain
     before = len(report.problems)
-    report.problems += check_ground_truth(chain.ground_truth, chain.data_field, grids,
-                                          chain.repair_geometries)
+    external = _check_external(config, report, names)
+    if chain.ground_truth is None and chain.external_samples is None:
+        return
+    if chain.ground_truth is not None:
+        report.problems += check_ground_truth(chain.ground_truth, chain.data_field, grids,
+                                              chain.repair_geometries)
     if chain.region_path:
         report.problems += check_regions(chain.region_path, chain.region_field, grids)
     nomenclature = colors = None
@@ -90,19 +131,31 @@ def _check_reference(config: Config, report: CheckReport, grids) -> None:
         colors = _collect(report, read_color_table, chain.color_table)
     if len(report.problems) > before:
         return
-    labels = read_vector(chain.ground_truth)[chain.data_field].dropna().unique()
-    report.problems += check_class_table_inputs(
-        labels, nomenclature, colors, chain.ground_truth, chain.nomenclature_path or "",
-        chain.color_table or "",
-    )
+    sources = []
+    if chain.ground_truth is not None:
+        labels = read_vector(chain.ground_truth)[chain.data_field].dropna().unique()
+        sources.append((labels, chain.ground_truth))
+        if external is not None:
+            mismatch = _same_kind_of_labels(labels, external, chain.ground_truth.name)
+            report.problems += mismatch
+            external = None if mismatch else external
+    if external is not None:
+        sources.append((external.labels.dropna().unique(), external.file))
+    for labels, file in sources:
+        report.problems += check_class_table_inputs(
+            labels, nomenclature, colors, file, chain.nomenclature_path or "",
+            chain.color_table or "",
+        )
 
 
 def check_inputs(config: Config) -> CheckReport:
     """Run every input check (files, tiles, dates, reference data) and collect all problems;
     reads headers, vectors and low-resolution masks only, and writes nothing."""
     report = CheckReport()
-    sources = _check_tiles(config, report)
-    _check_reference(config, report, [s.grid for s in sources.values()] or None)
+    sources, dates = _check_tiles(config, report)
+    names = (_feature_names(config, report, sources, dates)
+             if config.chain.external_samples else None)
+    _check_reference(config, report, [s.grid for s in sources.values()] or None, names)
     return report
 
 

@@ -25,6 +25,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ExternalSamples(_Section):
+    """A table of labelled time series to learn from (CSV or Parquet; wide: one row per
+    sample, or long: one row per sample and date), `chain.external_samples`."""
+
+    path: Path
+    label_field: str = "label"
+    match: Literal["name", "position"] = "name"
+    region_field: str | None = None
+    id_field: str = "sample_id"
+    date_field: str = "date"
+
+
 class Chain(_Section):
     """iota2's `chain` section: where the inputs are and how runs are drawn."""
 
@@ -51,6 +63,8 @@ class Chain(_Section):
     split_ground_truth: bool = True
     repair_geometries: bool = False
     proj: str | None = None
+    external_samples: ExternalSamples | None = None
+    ground_truth_role: Literal["learn_and_validate", "validation"] = "learn_and_validate"
 
     @field_validator("list_tile", mode="before")
     @classmethod
@@ -337,6 +351,9 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>") -> Config:
         value = getattr(config.chain, key)
         if value is not None and not value.is_absolute():
             setattr(config.chain, key, (base_dir / value).resolve())
+    external = config.chain.external_samples
+    if external is not None and not external.path.is_absolute():
+        external.path = (base_dir / external.path).resolve()
     return config
 
 

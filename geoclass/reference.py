@@ -22,6 +22,7 @@ from geoclass.grid import TileGrid
 log = logging.getLogger(__name__)
 
 POLYGONAL = ("Polygon", "MultiPolygon")
+PUNCTUAL = ("Point", "MultiPoint")
 _MAX_LISTED = 10
 
 
@@ -50,10 +51,23 @@ def check_ground_truth(
     problems = []
     if not (name[:1].isascii() and name[:1].isalpha()):
         problems.append(f"{name}: the file name must start with a letter (iota2 rule); rename it")
-    problems += _check_polygons(gdf, name, "ground truth", tiles, repair)
+    points = is_point_file(gdf)
+    if points:
+        problems += _check_points(gdf, name, tiles)
+    else:
+        problems += _check_polygons(gdf, name, "ground truth", tiles, repair)
     if _has_field(gdf, name, data_field, problems):
-        problems += _check_labels(gdf[data_field], name, data_field)
+        problems += check_labels(gdf[data_field], name, data_field,
+                                 item="point" if points else "polygon")
+        if points and tiles and gdf.crs is not None:
+            problems += _shared_pixels(gdf, data_field, name, tiles)
     return problems
+
+
+def is_point_file(gdf: gpd.GeoDataFrame) -> bool:
+    """Whether a ground truth is made of points: more (Multi)Points than polygons."""
+    types = gdf.geom_type.to_numpy()
+    return np.isin(types, PUNCTUAL).sum() > np.isin(types, POLYGONAL).sum()
 
 
 def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) -> list[str]:
@@ -65,7 +79,7 @@ def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) 
         return err.problems
     problems = _check_polygons(gdf, name, "regions", tiles, repair=False)
     if _has_field(gdf, name, region_field, problems):
-        bad = [(fid, v) for fid, v in gdf[region_field].items() if _as_int(v) is None]
+        bad = [(fid, v) for fid, v in gdf[region_field].items() if as_int(v) is None]
         if bad:
             listed = ", ".join(f"FID {fid} ({v!r})" for fid, v in bad[:_MAX_LISTED])
             problems.append(
@@ -76,17 +90,20 @@ def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) 
 
 
 def load_ground_truth(path, data_field: str, crs=None, repair: bool = False) -> gpd.GeoDataFrame:
-    """The ground truth, repaired (if asked) and in `crs` (if given)."""
+    """The ground truth, repaired (if asked: polygons only) and in `crs` (if given)."""
     gdf = read_vector(path)
     if repair:
-        gdf = gdf.set_geometry(_make_valid(gdf.geometry.values))
+        geoms = gdf.geometry.values.copy()
+        polygonal = np.isin(gdf.geom_type.to_numpy(), POLYGONAL)
+        geoms[polygonal] = _make_valid(geoms[polygonal])
+        gdf = gdf.set_geometry(geoms)
     return gdf.to_crs(crs) if crs is not None else gdf
 
 
 def load_regions(path, region_field: str, crs=None) -> gpd.GeoDataFrame:
     """The regions as columns `region` (int) and geometry, in `crs` (if given)."""
     gdf = read_vector(path)
-    region = gdf[region_field].map(_as_int) if region_field in gdf.columns else None
+    region = gdf[region_field].map(as_int) if region_field in gdf.columns else None
     if region is None or region.isna().any():
         raise InputError(check_regions(path, region_field))
     region = region.astype("int64")
@@ -106,8 +123,9 @@ def _has_field(gdf: gpd.GeoDataFrame, name: str, field: str, problems: list[str]
     return False
 
 
-def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]:
-    """CRS, geometry types, empty, invalid, overlaps and tile cover; the vector rules."""
+def _check_geometries(gdf, name: str, accepted, must: str) -> tuple[list[str], np.ndarray]:
+    """CRS, empty geometries and geometry types; returns the problems and which features
+    have an accepted non-empty geometry."""
     problems = []
     if gdf.crs is None:
         problems.append(f"{name}: no CRS (missing .prj?); define the file's projection")
@@ -117,12 +135,57 @@ def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if empty.any():
         problems.append(f"{name}: {_fids(fids[empty])}: empty geometry; delete these features")
-    polygonal = ~empty & np.isin(types, POLYGONAL)
-    for type_name in pd.unique(types[~empty & ~polygonal]):
+    good = ~empty & np.isin(types, accepted)
+    for type_name in pd.unique(types[~empty & ~good]):
         problems.append(
-            f"{name}: {_fids(fids[~empty & (types == type_name)])}: {type_name} geometry; "
-            f"{kind} must be polygons"
+            f"{name}: {_fids(fids[~empty & (types == type_name)])}: {type_name} geometry; {must}"
         )
+    return problems, good
+
+
+def _check_points(gdf, name: str, tiles) -> list[str]:
+    """The vector rules of a point ground truth: CRS, geometry types, empty, tile cover."""
+    problems, good = _check_geometries(
+        gdf, name, PUNCTUAL, "this ground truth is made of points, and a file holds points "
+        "or polygons, not both")
+    if tiles and gdf.crs is not None and good.any():
+        problems += _tile_cover(gdf.geometry[good], name, tiles, "point")
+    return problems
+
+
+def _shared_pixels(gdf, field: str, name: str, tiles: list[TileGrid]) -> list[str]:
+    """Points with different labels in the same pixel of a tile."""
+    parts = gdf[[field, gdf.geometry.name]].explode(index_parts=False)
+    parts = parts[parts.geom_type.to_numpy() == "Point"]
+    clashes = []
+    for tile in tiles:
+        local = parts.geometry.to_crs(tile.crs.to_wkt())
+        rows, cols = pixel_of(local.x.to_numpy(), local.y.to_numpy(), tile.transform)
+        frame = pd.DataFrame({"fid": parts.index, "label": parts[field].to_numpy(),
+                              "row": rows, "col": cols})
+        frame = frame[(rows >= 0) & (rows < tile.height) & (cols >= 0) & (cols < tile.width)]
+        for (row, col), pixel in frame.groupby(["row", "col"], sort=True):
+            if pixel["label"].nunique() > 1:
+                fids = " and ".join(map(str, sorted(pd.unique(pixel["fid"]))))
+                clashes.append(f"FID {fids} in tile {tile.name} row {row} col {col}")
+    if not clashes:
+        return []
+    return [f"{name}: points with different labels in the same pixel ({listed(clashes, '; ')}); "
+            "keep one label per pixel"]
+
+
+def pixel_of(x: np.ndarray, y: np.ndarray, transform) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the pixel that holds each point (a point on a pixel edge belongs to
+    the pixel on its right and below, as GDAL burns points)."""
+    cols, rows = ~transform * (np.asarray(x, float), np.asarray(y, float))
+    return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+
+
+def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]:
+    """CRS, geometry types, empty, invalid, overlaps and tile cover; the vector rules."""
+    problems, polygonal = _check_geometries(gdf, name, POLYGONAL, f"{kind} must be polygons")
+    geoms = gdf.geometry.values
+    fids = gdf.index.to_numpy()
     valid = polygonal & shapely.is_valid(geoms)
     invalid = polygonal & ~valid
     if invalid.any() and not repair:
@@ -144,16 +207,21 @@ def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]
             "remove the overlaps so each pixel has one label"
         )
     if tiles and gdf.crs is not None and len(good):
-        inside = _in_tiles(gpd.GeoSeries(good, index=good_fids, crs=gdf.crs), tiles)
-        if not inside.any():
-            names = ", ".join(t.name for t in tiles)
-            problems.append(
-                f"{name}: no polygon intersects the tiles ({names}); "
-                "check the file's CRS and the tile list"
-            )
-        elif not inside.all():
-            log.warning("%s: %s: outside every tile, ignored", name, _fids(good_fids[~inside]))
+        problems += _tile_cover(gpd.GeoSeries(good, index=good_fids, crs=gdf.crs), name,
+                                tiles, "polygon")
     return problems
+
+
+def _tile_cover(geoms: gpd.GeoSeries, name: str, tiles, noun: str) -> list[str]:
+    """A problem if no geometry meets the tiles; a warning naming those outside every tile."""
+    inside = _in_tiles(geoms, tiles)
+    if not inside.any():
+        names = ", ".join(t.name for t in tiles)
+        return [f"{name}: no {noun} intersects the tiles ({names}); "
+                "check the file's CRS and the tile list"]
+    if not inside.all():
+        log.warning("%s: %s: outside every tile, ignored", name, _fids(geoms.index[~inside]))
+    return []
 
 
 def _overlaps(geoms: np.ndarray) -> np.ndarray:
@@ -192,8 +260,11 @@ def _make_valid(geoms: np.ndarray) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
-def _check_labels(values: pd.Series, name: str, field: str) -> list[str]:
-    """Labels must be integers or strings, and never null."""
+def check_labels(values: pd.Series, name: str, field: str, ids=None,
+                 item: str = "polygon") -> list[str]:
+    """Labels must be integers or strings, and never null; `ids` names the index values in
+    messages (default: as FIDs), `item` what they label."""
+    ids = ids or _fids
     strings = values.map(lambda v: isinstance(v, str))
     null = values.isna() | (strings & values.astype(str).str.strip().eq(""))
     if null.all():
@@ -201,14 +272,14 @@ def _check_labels(values: pd.Series, name: str, field: str) -> list[str]:
     problems = []
     if null.any():
         problems.append(
-            f"{name}: {_fids(values.index[null])}: no value in field '{field}'; "
-            "give every polygon a label"
+            f"{name}: {ids(values.index[null])}: no value in field '{field}'; "
+            f"give every {item} a label"
         )
     if pd.api.types.is_float_dtype(values):
         frac = ~null & (values % 1 != 0)
         if frac.any():
             problems.append(
-                f"{name}: {_fids(values.index[frac])}: non-integer values in field '{field}' "
+                f"{name}: {ids(values.index[frac])}: non-integer values in field '{field}' "
                 f"({', '.join(map(str, values[frac].unique()[:5]))}); "
                 "labels must be integers or strings"
             )
@@ -219,13 +290,13 @@ def _check_labels(values: pd.Series, name: str, field: str) -> list[str]:
     if pd.api.types.is_numeric_dtype(values) and (values[~null] <= 0).any():
         bad = ~null & (values <= 0)
         problems.append(
-            f"{name}: {_fids(values.index[bad])}: label {values[bad].iloc[0]} in field "
+            f"{name}: {ids(values.index[bad])}: label {values[bad].iloc[0]} in field "
             f"'{field}'; integer labels must be > 0 (0 is the maps' nodata); renumber them"
         )
     return problems
 
 
-def _as_int(value) -> int | None:
+def as_int(value) -> int | None:
     """`value` as an int if it is one (1, 1.0, ' 1 '), else None."""
     try:
         number = float(str(value).strip())
@@ -235,8 +306,13 @@ def _as_int(value) -> int | None:
 
 
 def _fids(fids) -> str:
-    fids = list(fids)
-    return f"FID {', '.join(map(str, fids[:_MAX_LISTED]))}{_more(fids)}"
+    return f"FID {listed(fids)}"
+
+
+def listed(items, sep: str = ", ") -> str:
+    """The first items, and how many more there are."""
+    items = list(items)
+    return f"{sep.join(map(str, items[:_MAX_LISTED]))}{_more(items)}"
 
 
 def _more(items) -> str:
@@ -450,7 +526,7 @@ def _class_keys(labels: Sequence) -> tuple[list[str], bool]:
     strings = any(isinstance(v, str) for v in values)
     if strings:
         return sorted({str(v) for v in values}), True
-    ints = {_as_int(v) for v in values}
+    ints = {as_int(v) for v in values}
     if None in ints:
         raise InputError([f"labels must be integers or strings, got {values}"])
     return [str(v) for v in sorted(ints)], False

@@ -1,5 +1,6 @@
-"""Samples of every run: polygons cut by regions, split, selected and extracted from the zarr
-cubes (only the chunks that polygons touch), augmented, written to `<output_path>/samples/`."""
+"""Samples of every run: ground-truth polygons (or points) cut by regions, split, selected
+and extracted from the zarr cubes (only the chunks that they touch), joined by the external
+samples (`chain.external_samples`), augmented, written to `<output_path>/samples/`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from geoclass.atomic import atomic_output, fingerprint
 from geoclass.check import require_valid_inputs
@@ -19,13 +21,16 @@ from geoclass.cluster import compute
 from geoclass.config import Config
 from geoclass.cube import build_cubes, grid_of_cube, open_cube
 from geoclass.errors import InputError
+from geoclass.external import ExternalTable, external_path, matched_values, read_external
 from geoclass.grid import TileGrid
 from geoclass.rasterize import rasterize_block, shapes_by_window
 from geoclass.reference import (
     ClassTable,
     build_class_table,
+    is_point_file,
     load_ground_truth,
     load_regions,
+    pixel_of,
     read_color_table,
     read_nomenclature,
     write_class_table,
@@ -56,25 +61,84 @@ def class_table(config: Config, labels) -> ClassTable:
     return build_class_table(list(labels), nomenclature, colors)
 
 
-def reference_pieces(config: Config) -> tuple[gpd.GeoDataFrame, ClassTable]:
-    """The ground-truth polygons cut by the regions: one row per (polygon, region) piece with
-    `piece` (1..N), `fid`, `code`, `region`; and the class table of the labels."""
+PIECE_COLUMNS = ["piece", "fid", "code", "region", "geometry"]
+
+
+def reference_pieces(
+    config: Config, external: ExternalTable | None = None
+) -> tuple[gpd.GeoDataFrame, ClassTable]:
+    """The ground-truth polygons (or points) cut by the regions: one row per (feature, region)
+    piece with `piece` (1..N), `fid`, `code`, `region` (none without ground truth); and the
+    class table of the labels of the ground truth and of the external samples (read from the
+    config when not given)."""
     chain = config.chain
+    if external is None and chain.external_samples is not None:
+        external = read_external(config)
+    if chain.ground_truth is None and external is None:
+        raise InputError(["nothing to learn from: set chain.ground_truth (polygons or points) "
+                          "or chain.external_samples"])
+    labels = [] if external is None else list(external.labels.unique())
     if chain.ground_truth is None:
-        raise InputError(["chain.ground_truth is not set"])
+        table = class_table(config, labels)
+        return gpd.GeoDataFrame(columns=PIECE_COLUMNS, geometry="geometry"), table
     gt = load_ground_truth(chain.ground_truth, chain.data_field, repair=chain.repair_geometries)
-    table = class_table(config, gt[chain.data_field].unique())
+    table = class_table(config, [*gt[chain.data_field].unique(), *labels])
     gt = gpd.GeoDataFrame({"fid": gt.index.to_numpy(), "code": table.encode(gt[chain.data_field])},
                           geometry=gt.geometry.values, crs=gt.crs)
-    if chain.region_path:
-        regions = load_regions(chain.region_path, chain.region_field, crs=gt.crs)
-        pieces = gpd.overlay(gt, regions, how="intersection", keep_geom_type=True)
-        pieces = pieces[~pieces.geometry.is_empty & (pieces.geometry.area > 0)]
-    else:
-        pieces = gt.assign(region=1)
+    pieces = _cut_by_regions(config, gt)
     pieces = pieces.sort_values(["fid", "region"], kind="stable").reset_index(drop=True)
     pieces["piece"] = np.arange(1, len(pieces) + 1)
-    return pieces[["piece", "fid", "code", "region", "geometry"]], table
+    return pieces[PIECE_COLUMNS], table
+
+
+def _cut_by_regions(config: Config, gt: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Polygons cut by the regions (overlay); points assigned to the region that holds them
+    (spatial join; on a boundary, the smallest region). All region 1 without regions."""
+    chain = config.chain
+    if not chain.region_path:
+        return gt.assign(region=1)
+    regions = load_regions(chain.region_path, chain.region_field, crs=gt.crs)
+    if not is_point_file(gt):
+        pieces = gpd.overlay(gt, regions, how="intersection", keep_geom_type=True)
+        return pieces[~pieces.geometry.is_empty & (pieces.geometry.area > 0)]
+    points = gt[~gt.geometry.is_empty].explode(index_parts=False).reset_index(drop=True)
+    joined = gpd.sjoin(points, regions.reset_index(drop=True), how="inner",
+                       predicate="intersects")
+    joined = joined.sort_values("region", kind="stable")
+    joined = joined[~joined.index.duplicated()].drop(columns="index_right", errors="ignore")
+    pieces = joined.dissolve(by=["fid", "region"], aggfunc="first", as_index=False)
+    return pieces.set_crs(gt.crs, allow_override=True)
+
+
+def model_regions(config: Config) -> list[int]:
+    """Every region that may get a model: those of the region file, or 1 without one."""
+    chain = config.chain
+    if not chain.region_path:
+        return [1]
+    regions = load_regions(chain.region_path, chain.region_field)
+    return sorted(int(r) for r in regions["region"].unique())
+
+
+def external_rows(config: Config, external: ExternalTable, names: list[str],
+                  table: ClassTable, first_piece: int) -> pd.DataFrame:
+    """The external samples as learning rows: features matched to the cube's `names`, codes
+    from the class table, pieces from `first_piece` on, tile 'external', row/col/fid/validity
+    -1, x/y NaN; in their own region, or copied to every region without a region column."""
+    options = config.chain.external_samples
+    values = matched_values(external, names, options.match)
+    n = len(values)
+    meta = pd.DataFrame({
+        "tile": "external", "row": np.full(n, -1, np.int64), "col": np.full(n, -1, np.int64),
+        "x": np.full(n, np.nan), "y": np.full(n, np.nan),
+        "piece": np.arange(first_piece, first_piece + n, dtype=np.int64),
+        "fid": np.full(n, -1, np.int64), "code": table.encode(external.labels),
+        "validity": np.full(n, -1, np.int32), "synthetic": np.zeros(n, bool)})
+    if external.regions is not None:
+        meta["region"] = external.regions.to_numpy(np.int64)
+        return pd.concat([meta, values], axis=1)[META + list(names)]
+    rows = [pd.concat([meta.assign(region=np.int64(r)), values], axis=1)
+            for r in model_regions(config)]
+    return pd.concat(rows, ignore_index=True)[META + list(names)]
 
 
 # --- per-chunk kernels ----------------------------------------------------------------------
@@ -122,12 +186,24 @@ def extract_chunk(shapes, window, grid, tile, tile_index, features, validity, th
 def _tile_windows(cube, pieces: gpd.GeoDataFrame, grid: TileGrid):
     """(window, shapes, validity block, features block) of every chunk that pieces touch."""
     local = pieces.to_crs(grid.crs)
+    if is_point_file(local):
+        local = local.set_geometry(snapped_points(local.geometry.values, grid))
     per_window = shapes_by_window(local, "piece", grid)
     windows = dict(enumerate(grid.windows()))
     n_cols = len(grid.chunks[1])
     for (r, c), shapes in sorted(per_window.items()):
         yield (windows[r * n_cols + c], shapes, cube.validity.data.blocks[r, c],
                cube.features.data.blocks[0, r, c])
+
+
+def snapped_points(geoms: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """(Multi)points moved to the centres of the pixels that hold them: burnt in exactly one
+    chunk, even when they lie on a chunk's edge (where clipping would drop them)."""
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    rows, cols = pixel_of(coords[:, 0], coords[:, 1], grid.transform)
+    x, y = grid.transform * (cols + 0.5, rows + 0.5)
+    out = np.array([shapely.MultiPoint()] * len(geoms), dtype=object)
+    return shapely.multipoints(shapely.points(x, y), indices=index, out=out)
 
 
 def _samples_dir(config: Config) -> Path:
@@ -137,12 +213,15 @@ def _samples_dir(config: Config) -> Path:
 def _settings(config: Config, cube_paths) -> dict:
     chain = config.chain
     files = [p for p in (chain.ground_truth, chain.region_path, chain.nomenclature_path,
-                         chain.color_table) if p]
+                         chain.color_table, external_path(config)) if p]
     cubes = {t: open_cube(p).attrs.get("geoclass_fingerprint") for t, p in cube_paths.items()}
     split = (chain.data_field, chain.region_field, chain.ratio, chain.runs, chain.random_seed,
-             chain.split_ground_truth, chain.repair_geometries)
+             chain.split_ground_truth, chain.repair_geometries, chain.ground_truth_role)
+    external = chain.external_samples
     settings = {"inputs": fingerprint(files), "cubes": cubes, "split": split,
-                "sampling": config.section_hash("sampling")}
+                "sampling": config.section_hash("sampling"),
+                "external": external.model_dump(mode="json", exclude={"path"})
+                if external else None}
     return json.loads(json.dumps(settings, default=str))
 
 
@@ -157,10 +236,11 @@ def sample(config: Config, force: bool = False) -> Path:
     if not force and manifest.exists() and json.loads(manifest.read_text()) == settings:
         log.debug("samples are up to date: %s", out_dir)
         return out_dir
-    pieces, table = reference_pieces(config)
-    tables, stats = extract(config, pieces, table, cube_paths)
+    external = read_external(config) if config.chain.external_samples else None
+    pieces, table = reference_pieces(config, external)
+    tables, stats = extract(config, pieces, table, cube_paths, external)
     if table.labels_are_strings:
-        stem = Path(config.chain.ground_truth).stem
+        stem = Path(config.chain.ground_truth or external_path(config)).stem
         write_class_table(table, Path(config.chain.output_path) / "final" / f"{stem}_table.csv")
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
@@ -174,15 +254,28 @@ def sample(config: Config, force: bool = False) -> Path:
     return out_dir
 
 
-def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Path]):
-    """Draw the samples of every run from the cubes; see `sample`."""
+def _splits(config: Config, pieces) -> dict[int, tuple[pd.Series, list[str]]]:
+    """The learning flag of every piece and the notes of each run."""
+    chain = config.chain
+    if chain.ground_truth_role == "validation":
+        note = ("ground_truth_role is validation: every ground-truth sample is a validation "
+                "sample; the learning samples are the external samples only")
+        return {run: (pd.Series(False, index=pieces.index, name="learn"), [note])
+                for run in range(chain.runs)}
+    return {run: split_polygons(pieces, chain.ratio, run, chain.random_seed,
+                                chain.split_ground_truth) for run in range(chain.runs)}
+
+
+def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Path],
+            external: ExternalTable | None = None):
+    """Draw the samples of every run from the cubes, and add the external ones; see
+    `sample`."""
     chain, sampling = config.chain, config.sampling
     threshold, seed = sampling.cloud_threshold, chain.random_seed
-    splits = {run: split_polygons(pieces, chain.ratio, run, seed, chain.split_ground_truth)
-              for run in range(chain.runs)}
+    splits = _splits(config, pieces)
     cubes = {tile: open_cube(path) for tile, path in cube_paths.items()}
     grids = {tile: grid_of_cube(ds) for tile, ds in cubes.items()}
-    jobs = [(i, tile, *w) for i, tile in enumerate(cubes)
+    jobs = [(i, tile, *w) for i, tile in enumerate(cubes) if len(pieces)
             for w in _tile_windows(cubes[tile], pieces, grids[tile])]
     total = sum(len(g.chunks[0]) * len(g.chunks[1]) for g in grids.values())
     log.info("sampling %d polygon pieces from %d of %d chunks", len(pieces), len(jobs), total)
@@ -200,10 +293,25 @@ def extract(config: Config, pieces, table: ClassTable, cube_paths: dict[str, Pat
         dask.delayed(extract_chunk)(shapes, window, grids[tile], tile, i, feats, valid,
                                     threshold, plan, names[tile], seed)
         for i, tile, window, shapes, valid, feats in jobs], label="extracting samples")
-    rows = _with_polygon_columns(parts, pieces)
-    results = {run: _run_tables(run, rows, pieces, splits[run], wanted[run], config, table)
+    first = next(iter(names.values()))
+    rows = _with_polygon_columns(parts, pieces) if len(pieces) else _no_rows(first, splits)
+    extra = None
+    if external is not None:
+        start = int(pieces["piece"].max()) + 1 if len(pieces) else 1
+        extra = external_rows(config, external, first, table, start)
+    results = {run: _run_tables(run, rows, pieces, splits[run], wanted[run], config, table,
+                                extra)
                for run in splits}
     return results, {"chunks_read": len(jobs), "chunks_total": total}
+
+
+def _no_rows(names: list[str], runs) -> pd.DataFrame:
+    """The (empty) extracted rows of a config without ground truth, typed like real ones."""
+    types = {"tile": object, "row": np.int64, "col": np.int64, "x": float, "y": float,
+             "piece": np.int64, "validity": np.uint16, **{f"key_{r}": float for r in runs},
+             **dict.fromkeys(names, np.float32), "fid": np.int64, "code": np.int32,
+             "region": np.int64, "synthetic": bool}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})
 
 
 def _run_plan(pieces, learn: pd.Series, eligible: pd.Series, selection, table: ClassTable):
@@ -238,7 +346,8 @@ def _with_polygon_columns(parts, pieces) -> pd.DataFrame:
     return rows
 
 
-def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTable):
+def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTable,
+                external: pd.DataFrame | None = None):
     learn_flag, notes = split
     learn_pieces = set(pieces.loc[learn_flag.to_numpy(), "piece"])
     valid_pieces = set(pieces["piece"]) if not config.chain.split_ground_truth else \
@@ -252,10 +361,14 @@ def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTa
         chosen.append(select(part, wanted.get((int(region), int(code)), 0),
                              rule.rule_for(int(region)).sampler))
     learn = pd.concat(chosen, ignore_index=True) if chosen else candidates.iloc[:0]
+    if external is not None:
+        learn = pd.concat([p for p in (learn, external) if len(p)] or [learn],
+                          ignore_index=True)
     learn = _augmented(learn, features, config, table, run, notes)
     validation = rows[rows["piece"].isin(valid_pieces)]
     columns = META + features
-    report = _report(run, learn, validation, pieces, table, notes)
+    report = _report(run, learn, validation, pieces, table, notes,
+                     config.chain.ground_truth_role)
     return (learn[columns].reset_index(drop=True),
             validation[columns].reset_index(drop=True), report)
 
@@ -278,26 +391,31 @@ def _augmented(learn, features, config: Config, table: ClassTable, run: int, not
     return pd.concat(parts, ignore_index=True)
 
 
-def _report(run, learn, validation, pieces, table: ClassTable, notes) -> dict:
-    """Counts per region and class, and the warnings of the run."""
+def _report(run, learn, validation, pieces, table: ClassTable, notes, role: str) -> dict:
+    """Counts per region and class (`external`: learning samples from the external table),
+    and the warnings of the run."""
     warnings = list(notes)
     counts = {}
     names = table.names
-    for region in sorted(pieces["region"].unique()):
-        region = int(region)
-        learn_r = learn[learn["region"] == region]
-        valid_r = validation[validation["region"] == region]
+    external = learn["tile"].astype(str).eq("external") & ~learn["synthetic"].astype(bool)
+    why = ("not in the external samples" if role == "validation"
+           else "no eligible pixel: clouds or cloud_threshold")
+    for region in sorted({int(r) for r in (*pieces["region"], *learn["region"])}):
+        in_region = learn["region"] == region
+        learn_r, valid_r = learn[in_region], validation[validation["region"] == region]
+        codes = {int(c) for c in (*pieces.loc[pieces["region"] == region, "code"],
+                                  *learn_r["code"])}
         counts[str(region)] = {
-            names.get(int(c), str(c)): {
+            names.get(c, str(c)): {
                 "learn": int((learn_r["code"] == c).sum()),
                 "synthetic": int(((learn_r["code"] == c) & learn_r["synthetic"]).sum()),
+                "external": int(((learn_r["code"] == c) & external[in_region]).sum()),
                 "validation": int((valid_r["code"] == c).sum()),
-            } for c in sorted(pieces.loc[pieces["region"] == region, "code"].unique())
+            } for c in sorted(codes)
         }
         for name, n in counts[str(region)].items():
             if n["learn"] == 0:
-                warnings.append(f"region {region}: class {name} has no learning sample "
-                                "(no eligible pixel: clouds or cloud_threshold)")
+                warnings.append(f"region {region}: class {name} has no learning sample ({why})")
     return {"run": run, "counts": counts, "warnings": warnings}
 
 

@@ -151,9 +151,11 @@ def augment(
             noise = rng.standard_normal((len(new), len(features))) * std
             new[features] = new[features].to_numpy() + noise.astype(np.float32)
     new["synthetic"] = True
-    for column in ("tile", "row", "col", "piece", "fid"):
+    for column in ("row", "col", "piece", "fid"):
         if column in new:
             new[column] = -1
+    if "tile" in new:
+        new["tile"] = "synthetic"  # a string like the tile names (the Parquet column type)
     return new
 
 

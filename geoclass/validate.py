@@ -92,6 +92,9 @@ def assess(config: Config, force: bool = False) -> dict:
     runs = []
     for run in range(config.chain.runs):
         samples = read_samples(config, run, "validation")
+        if samples.empty:
+            log.warning("run %d: no validation sample (no chain.ground_truth): the accuracy "
+                        "is not measured", run)
         confusion, result = _assess_map(mosaic_path(config, run), samples, grid, crs_of_tile,
                                         codes, names)
         _write_run(final, run, confusion, result, codes, names)
