@@ -121,3 +121,24 @@ def test_footprint_missing_the_tile_is_an_error(mixed, tmp_path):
             src.transform = src.transform * Affine.translation(5000, 0)
     with pytest.raises(InputError, match="sentinel_1_asc: no file of tile T31TCJ overlaps"):
         find_sources(config_of(root / "config.yaml"), "T31TCJ")
+
+
+def test_mixed_sentinel2_sentinel1_chain_end_to_end(mixed, tmp_path, client):
+    """The whole chain on S2 + S1 features: maps and accuracy from both sensors."""
+    import json
+
+    from geoclass.config import load_config
+    from geoclass.pipeline import run_chain
+    from geoclass.train import load_model
+
+    target = tmp_path / "scene"
+    shutil.copytree(mixed.parent, target, ignore=shutil.ignore_patterns("run"))
+    config = config_of(target / "config.yaml", models={"params": {"n_estimators": 20}})
+    metrics = run_chain(load_config(config.source))
+    final = config.chain.output_path / "final"
+    assert (final / "Classif_Seed_0.tif").exists() and (final / "report.html").exists()
+    features = load_model(config.chain.output_path / "model" / "model_1_seed_0.joblib").features
+    assert any(f.startswith("S1ASC_") for f in features) and any(f.startswith("B4_")
+                                                                 for f in features)
+    assert metrics["runs"][0]["scores"]["overall_accuracy"] > 0.3
+    assert json.loads((final / "metrics.json").read_text()) == metrics
