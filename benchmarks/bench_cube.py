@@ -117,10 +117,12 @@ print(synth(**kwargs))
 """
 
 
-def generate_scene(folder: Path, size: int, dates: int, seed: int, interval: float):
+def generate_scene(folder: Path, size: int, dates: int, seed: int, interval: float,
+                   layout: str = "theia"):
     """Write a one-tile scene in a subprocess; returns (config path, seconds, peak RSS)."""
     kwargs = dict(
-        out_dir=str(folder), tiles=1, size=size, dates=dates, classes=8, regions=2, seed=seed
+        out_dir=str(folder), tiles=1, size=size, dates=dates, classes=8, regions=2, seed=seed,
+        format=layout,
     )
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -206,7 +208,7 @@ def run_size(args, size: int, root: Path) -> Result:
     folder = root / f"scene_{size}"
     print(f"[{size} px] generating the scene ...", flush=True)
     config_path, synth_s, synth_peak = generate_scene(
-        folder, size, args.dates, args.seed, args.interval
+        folder, size, args.dates, args.seed, args.interval, args.format
     )
     step = tune_config(config_path, args.chunk, args.out_dates)
     config = load_config(config_path)
@@ -321,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", default="auto", help="per worker (default auto)")
     parser.add_argument("--interval", type=float, default=0.2, help="RSS sampling period, s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", default="theia",
+                        choices=["theia", "sen2cor", "stac", "series", "landsat8"],
+                        help="layout of the generated products (default theia)")
     parser.add_argument(
         "--workdir",
         type=Path,
