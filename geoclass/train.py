@@ -102,6 +102,17 @@ def _jobs(config: Config):
             yield int(region), run, part, features
 
 
+def _keys(config: Config) -> list[tuple[int, int]]:
+    """(region, run) of every model, reading only the region column of the samples (the
+    learning tables can be large: they are loaded only when models are fitted)."""
+    import pandas as pd
+
+    folder = Path(config.chain.output_path) / "samples"
+    return [(int(region), run) for run in range(config.chain.runs)
+            for region in sorted(pd.read_parquet(folder / f"learn_seed_{run}.parquet",
+                                                 columns=["region"])["region"].unique())]
+
+
 def _settings(config: Config) -> dict:
     samples = Path(config.chain.output_path) / "samples" / "manifest.json"
     return {"samples": json.loads(samples.read_text()), "models": config.section_hash("models")}
@@ -113,12 +124,12 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
     sample(config)
     manifest = Path(config.chain.output_path) / "model" / "manifest.json"
     settings = _settings(config)
-    jobs = list(_jobs(config))
-    paths = {(region, run): model_path(config, region, run) for region, run, *_ in jobs}
+    paths = {(region, run): model_path(config, region, run) for region, run in _keys(config)}
     if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
             and all(p.exists() for p in paths.values()):
         log.debug("models are up to date")
         return paths
+    jobs = list(_jobs(config))
     fitted = _fit_all(config, jobs)
     config_hash = config.section_hash("chain", "sampling", "models")
     for (region, run, part, features), (estimator, search) in zip(jobs, fitted):
