@@ -20,7 +20,7 @@ Scenes (--scene):
   --trees trees, sampling strategy left at `all`: every pixel of the learning polygons, so
   the learning table grows with the tile). Default sizes 1024 2048.
 
-    python benchmarks/bench_scaling.py                            # ~10 min
+    python benchmarks/bench_scaling.py                            # ~6 min
     python benchmarks/bench_scaling.py --sizes 250 500 1000       # quicker
     python benchmarks/bench_scaling.py --scene synth --tracemalloc  # driver-memory diagnosis
 """
