@@ -40,6 +40,22 @@ def atomic_output(final: str | Path) -> Iterator[Path]:
         _remove(tmp)
 
 
+def step_is_current(manifest: Path, settings: object, outputs: Iterable[Path] = (),
+                    force: bool = False) -> bool:
+    """Whether a step can be skipped: not forced, its manifest records `settings` (as JSON)
+    and every one of its `outputs` exists."""
+    if force or not manifest.exists():
+        return False
+    return (json.loads(manifest.read_text()) == json.loads(json.dumps(settings))
+            and all(Path(p).exists() for p in outputs))
+
+
+def record_step(manifest: Path, settings: object) -> None:
+    """Write a step's manifest atomically (last, once its outputs are complete)."""
+    with atomic_output(manifest) as tmp:
+        tmp.write_text(json.dumps(settings))
+
+
 def fingerprint(files: Iterable[str | Path], settings: object = None) -> str:
     """A hash of the files' paths, sizes and modification times, and of `settings` (JSON)."""
     digest = hashlib.sha256()

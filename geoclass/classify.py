@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from geoclass.atomic import atomic_output
+from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.cluster import compute
 from geoclass.config import Config
 from geoclass.cube import grid_of_cube, open_cube
@@ -84,8 +84,8 @@ def classify(config: Config, force: bool = False) -> dict[int, dict[str, Path]]:
     runs = range(config.chain.runs)
     paths = {run: {t: tile_map_path(config, t, run) for t in config.chain.list_tile}
              for run in runs}
-    done = manifest.exists() and json.loads(manifest.read_text()) == settings
-    if done and not force and all(p.exists() for m in paths.values() for p in m.values()):
+    outputs = [p for m in paths.values() for p in m.values()]
+    if step_is_current(manifest, settings, outputs, force):
         log.debug("tile classifications are up to date")
         return paths
     manifest.unlink(missing_ok=True)
@@ -96,8 +96,7 @@ def classify(config: Config, force: bool = False) -> dict[int, dict[str, Path]]:
                 write = result.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2,
                                        compute=False)
                 compute(write, label=f"classifying {tile} (run {run})")
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(settings))
+    record_step(manifest, settings)
     return paths
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from geoclass.assess import values_at
-from geoclass.atomic import atomic_output
+from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.classify import classify, load_class_table
 from geoclass.cluster import compute
 from geoclass.cog import write_cog
@@ -118,8 +118,7 @@ def mosaic(config: Config, force: bool = False) -> list[Path]:
     tile_maps = classify(config)
     manifest = Path(config.chain.output_path) / "mosaic" / "manifest.json"
     settings, outputs = _settings(config), expected_outputs(config)
-    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
-            and all(p.exists() for p in outputs):
+    if step_is_current(manifest, settings, outputs, force):
         log.debug("final maps are up to date")
         return outputs
     manifest.unlink(missing_ok=True)
@@ -145,8 +144,7 @@ def mosaic(config: Config, force: bool = False) -> list[Path]:
               overview_resampling="nearest")
     if _fusion_wanted(config):
         fuse_runs(config, grid, grids, table)
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(settings))
+    record_step(manifest, settings)
     return outputs
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from geoclass.atomic import atomic_output
+from geoclass.atomic import record_step, step_is_current
 from geoclass.check import require_valid_inputs
 from geoclass.classify import classify, load_class_table
 from geoclass.config import Config
@@ -44,8 +44,7 @@ def make_report(config: Config, force: bool = False) -> Path:
                                       .read_text()),
              "config": config.model_dump_json(by_alias=True)}
     page = final / "report.html"
-    if not force and page.exists() and manifest.exists() \
-            and json.loads(manifest.read_text()) == stamp:
+    if step_is_current(manifest, stamp, [page], force):
         log.debug("the report is up to date")
         return page
     table = load_class_table(config)
@@ -60,8 +59,7 @@ def make_report(config: Config, force: bool = False) -> Path:
         summary=metrics["summary"] if config.chain.runs > 1 else None,
         fusion=(metrics["fusion"] or {}).get("scores"),
         areas=class_areas(map_path, table.codes), warnings=run_warnings(config, metrics))
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(stamp))
+    record_step(manifest, stamp)
     return page
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geoclass.atomic import atomic_output, fingerprint
+from geoclass.atomic import atomic_output, fingerprint, step_is_current
 from geoclass.check import require_valid_inputs
 from geoclass.cluster import compute
 from geoclass.config import Config
@@ -233,7 +233,7 @@ def sample(config: Config, force: bool = False) -> Path:
     out_dir = _samples_dir(config)
     settings = _settings(config, cube_paths)
     manifest = out_dir / "manifest.json"
-    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings:
+    if step_is_current(manifest, settings, force=force):
         log.debug("samples are up to date: %s", out_dir)
         return out_dir
     external = read_external(config) if config.chain.external_samples else None

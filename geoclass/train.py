@@ -12,7 +12,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from geoclass.atomic import atomic_output
+from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.config import Config, Models
 from geoclass.errors import InputError
 from geoclass.models import make_classifier
@@ -125,8 +125,7 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
     manifest = Path(config.chain.output_path) / "model" / "manifest.json"
     settings = _settings(config)
     paths = {(region, run): model_path(config, region, run) for region, run in _keys(config)}
-    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
-            and all(p.exists() for p in paths.values()):
+    if step_is_current(manifest, settings, paths.values(), force):
         log.debug("models are up to date")
         return paths
     jobs = list(_jobs(config))
@@ -139,8 +138,7 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
             joblib.dump(model, tmp)
         log.info("region %d run %d: %s fitted on %d samples", region, run,
                  config.models.classifier, len(part))
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(settings))
+    record_step(manifest, settings)
     return paths
 
 

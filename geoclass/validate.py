@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from geoclass.assess import values_at
-from geoclass.atomic import atomic_output
+from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.classify import load_class_table
 from geoclass.config import Config
 from geoclass.maps import final_dir, mosaic, mosaic_path, output_grid, tile_grids
@@ -79,8 +79,7 @@ def assess(config: Config, force: bool = False) -> dict:
     final = final_dir(config)
     manifest = Path(config.chain.output_path) / "mosaic" / "validation_manifest.json"
     settings = _settings(config)
-    if not force and manifest.exists() and json.loads(manifest.read_text()) == settings \
-            and all(p.exists() for p in expected_outputs(config)):
+    if step_is_current(manifest, settings, expected_outputs(config), force):
         log.debug("accuracy reports are up to date")
         return json.loads((final / "metrics.json").read_text())
     manifest.unlink(missing_ok=True)
@@ -116,8 +115,7 @@ def assess(config: Config, force: bool = False) -> dict:
                  f"Kappa = {result['kappa']:.3f}\n")
     _write_text(final / "RESULTS.txt", text)
     _write_text(final / "metrics.json", json.dumps(metrics, indent=2))
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(settings))
+    record_step(manifest, settings)
     return metrics
 
 
