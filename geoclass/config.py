@@ -255,7 +255,7 @@ class CrossValidation(_Section):
 class Models(_Section):
     """The classifier trained for each (region, run): a short name or a dotted path."""
 
-    classifier: str = "random_forest"
+    classifier: str = "extra_trees"
     params: dict[str, Any] = {}
     standardization: bool = False
     cross_validation: CrossValidation | None = None
@@ -296,7 +296,7 @@ class DaskOptions(_Section):
     workers: int | None = Field(default=None, ge=1)
     threads_per_worker: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
-    chunk_size: int = Field(default=1024, ge=16)
+    chunk_size: int = Field(default=512, ge=16)
 
 
 class Config(_Section):

@@ -38,13 +38,16 @@ def predict_block(
     (2 + C, h, w): the class code (0 = nodata), the confidence (100 x the highest probability,
     0..100, as iota2) and the probability of each class x 1000 (rounded). Ties go to the class
     listed first in `classes`."""
-    n_classes, (_, height, width) = len(classes), features.shape
+    n_classes, (n_features, height, width) = len(classes), features.shape
     out = np.zeros((2 + n_classes, height, width), np.uint16)
     own = np.where(np.isfinite(features).all(axis=0), regions, 0)
     target = np.isin(own, list(models))
     if not target.any():
         return out
-    own, pixels = own[target], features[:, target].T
+    if target.all():  # the usual block: a view, (n, F) F-contiguous, read as is by fastforest
+        own, pixels = own.reshape(-1), features.reshape(n_features, -1).T
+    else:
+        own, pixels = own[target], features[:, target].T
     position = {code: i for i, code in enumerate(classes)}
     total = np.zeros((len(own), n_classes), np.float64)
     weight_sum = np.zeros(len(own), np.float64)
@@ -57,8 +60,12 @@ def predict_block(
         if not chosen.any():
             continue
         model = models[region]
-        proba = model_proba(model, pixels[chosen])
         columns = [position[int(c)] for c in model.estimator.classes_]
+        if chosen.all():  # no copy of the pixels
+            total[:, columns] += weight[:, None] * model_proba(model, pixels)
+            weight_sum += weight
+            continue
+        proba = model_proba(model, pixels[chosen])
         total[np.ix_(chosen, columns)] += weight[chosen, None] * proba
         weight_sum[chosen] += weight[chosen]
     proba = total / weight_sum[:, None]
@@ -73,12 +80,13 @@ def model_proba(model: TrainedModel, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities of (n, F) pixels: through the compiled fast path for random
     forests and extra trees (same results as scikit-learn, several times faster), else the
     estimator's own predict_proba (the reference path)."""
-    if not hasattr(model, "_compiled"):
-        model._compiled = compile_forest(model.estimator)
-    if model._compiled is not None and os.environ.get("GEOCLASS_FASTFOREST", "1") != "0":
-        return fast_proba(model._compiled, pixels, n_threads=task_threads())
-    with threadpool_limits(task_threads()):
-        return model.estimator.predict_proba(pixels)
+    if os.environ.get("GEOCLASS_FASTFOREST", "1") != "0":
+        if not hasattr(model, "_compiled"):
+            model._compiled = compile_forest(model.estimator)
+        if model._compiled is not None:
+            return fast_proba(model._compiled, pixels, n_threads=task_threads())
+    with threadpool_limits(task_threads()):  # scikit-learn walks trees fastest on (n, F) C order
+        return model.estimator.predict_proba(np.ascontiguousarray(pixels))
 
 
 def task_threads() -> int:

@@ -684,7 +684,7 @@ def write_config(
             "runs": 1,
             "random_seed": seed,
         },
-        "dask": {"chunk_size": min(1024, max(64, size // 2))},
+        "dask": {"chunk_size": min(512, max(64, size // 2))},
     }
     if format == "series":
         config["series"] = dict(layouts.SERIES_CONFIG)

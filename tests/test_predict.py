@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 import xarray as xr
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier
 
 from geoclass.predict import classify_tile, predict_block
 from geoclass.rasterize import lazy_rasterize
@@ -93,7 +93,7 @@ def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factor
     x = cube.features.values[:, rows[:200], cols[:200]].T
     direct = model.estimator.predict(x)
     np.testing.assert_array_equal(label[rows[:200], cols[:200]], direct)
-    assert isinstance(model.estimator, RandomForestClassifier)
+    assert isinstance(model.estimator, ExtraTreesClassifier)  # the default classifier
 
 
 def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_template,

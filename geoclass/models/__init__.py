@@ -3,7 +3,9 @@ path, optionally standardized.
 
 Defaults of `random_forest` / `extra_trees` follow iota2's OTB random forest (100 trees, max depth
 25, at least 5 samples per leaf): deep enough for dozens of classes, with leaves large enough to
-resist the label noise of field-level ground truth.
+resist the label noise of field-level ground truth. `extra_trees` is the default classifier: as
+accurate as the random forest or more, faster to train, and predicted by the same compiled kernel
+(figures in benchmarks/RESULTS.md, issue 8).
 
 `tempcnn` / `lighttae` (geoclass.models.deep) are deep temporal models that need PyTorch and
 the feature names (their `feature_names` parameter) to read the time series."""
