@@ -66,10 +66,10 @@ OTB_HINT = ("OTB is not installed: `apt-get install -y otb-bin` (Debian 12: OTB 
 
 # name: (what, classifier, params) -- run through geoclass's end-to-end step
 ALTERNATIVES = {
-    "rf100": ("RF 100 trees, depth 25, min leaf 5 (current default)", "random_forest", {}),
+    "rf100": ("RF 100 trees, depth 25, min leaf 5 (iota2's classifier)", "random_forest", {}),
     "rf50": ("RF 50 trees, depth 25, min leaf 5", "random_forest", {"n_estimators": 50}),
     "rf100_d16": ("RF 100 trees, depth 16, min leaf 5", "random_forest", {"max_depth": 16}),
-    "et100": ("ExtraTrees 100 trees, depth 25, min leaf 5", "extra_trees", {}),
+    "et100": ("ExtraTrees 100 trees, depth 25, min leaf 5 (geoclass default)", "extra_trees", {}),
     "et100_d16": ("ExtraTrees 100 trees, depth 16, min leaf 5", "extra_trees",
                   {"max_depth": 16}),
     "et60_d20": ("ExtraTrees 60 trees, depth 20, min leaf 5", "extra_trees",

@@ -1,12 +1,14 @@
-"""Benchmark: deep temporal models against the random forest on the same samples (issue 7).
+"""Benchmark: deep temporal models and auto-context against the forests on the same samples
+(issue 7).
 
-One generated scene (2 tiles, 2 regions, 12 dates, 8 classes); the cubes and samples are built
-once, then for each classifier the models are trained and the maps made on the same samples,
-and the chain's validation gives the OA. Prints OA, kappa, training and classification wall
-times, per classifier.
+One generated scene (2 tiles, 2 regions, 12 dates, 8 classes, `--noise` pixel noise); the
+cubes and samples are built once, then for each candidate the models are trained and the maps
+made on the same samples, and the chain's validation gives the OA. Prints OA, kappa, training
+and classification wall times, per candidate: random forest, extra trees (the default),
+TempCNN, LightTAE, and extra trees with auto-context (3 iterations).
 
     python benchmarks/bench_deep.py                    # 2 tiles of 192 px
-    python benchmarks/bench_deep.py --size 128 --epochs 20
+    python benchmarks/bench_deep.py --size 128 --epochs 20 --only random_forest tempcnn
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 import yaml
 
 
-def _set_models(config_path: Path, classifier: str, params: dict) -> None:
+def _set_models(config_path: Path, classifier: str, params: dict, chain: dict) -> None:
     data = yaml.safe_load(config_path.read_text())
     data["models"] = {"classifier": classifier, "params": params}
+    data["chain"] = {**data["chain"], "enable_autocontext": False, **chain}
     config_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=0.08, help="pixel noise (0.08)")
+    parser.add_argument("--only", nargs="+", help="candidates to run (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("GEOCLASS_PROGRESS", "0")
@@ -47,21 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     from geoclass.validate import assess
 
     root = Path(tempfile.mkdtemp(prefix="bench_deep_"))
-    candidates = [
-        ("random_forest", {}),
-        ("tempcnn", {"epochs": args.epochs, "verbose": False}),
-        ("lighttae", {"epochs": args.epochs, "verbose": False}),
+    context = {"enable_autocontext": True, "autocontext_iterations": 3}
+    candidates = [  # (name, classifier, params, chain keys)
+        ("random_forest", "random_forest", {}, {}),
+        ("extra_trees", "extra_trees", {}, {}),
+        ("tempcnn", "tempcnn", {"epochs": args.epochs, "verbose": False}, {}),
+        ("lighttae", "lighttae", {"epochs": args.epochs, "verbose": False}, {}),
+        ("extra_trees+autocontext", "extra_trees", {}, context),
     ]
+    candidates = [c for c in candidates if not args.only or c[0] in args.only]
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
-          f"scene 2 tiles x {args.size} px, 12 dates, 8 classes", flush=True)
+          f"scene 2 tiles x {args.size} px, 12 dates, 8 classes, noise {args.noise}",
+          flush=True)
     config_path = synth(root / "scene", tiles=2, size=args.size, dates=12, classes=8,
-                        regions=2, seed=args.seed)
+                        regions=2, seed=args.seed, noise=args.noise)
     rows = []
     try:
         with dask_client(load_config(config_path).dask, workers=1, threads_per_worker=2):
             sample(load_config(config_path))
-            for classifier, params in candidates:
-                _set_models(config_path, classifier, params)
+            for name, classifier, params, chain in candidates:
+                _set_models(config_path, classifier, params, chain)
                 config = load_config(config_path)
                 start = time.perf_counter()
                 train(config)
@@ -69,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 mosaic(config)
                 mapped = time.perf_counter()
                 scores = assess(config)["runs"][0]["scores"]
-                rows.append((classifier, scores["overall_accuracy"], scores["kappa"],
+                rows.append((name, scores["overall_accuracy"], scores["kappa"],
                              trained - start, mapped - trained, scores["n_samples"]))
-                print(f"{classifier}: OA {rows[-1][1]:.3f}", flush=True)
+                print(f"{name}: OA {rows[-1][1]:.3f}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\n| classifier | OA | kappa | training (s) | classification + maps (s) "

@@ -11,6 +11,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from geoclass import autocontext
 from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.cluster import compute
 from geoclass.config import Config
@@ -53,7 +54,11 @@ def classify_lazy(config: Config, run: int, models: dict[tuple[int, int], Path],
     out = {}
     for tile, cube in cubes.items():
         grid = grid_of_cube(cube)
-        result = classify_tile(cube.features, tile_regions(config, grid), paths, codes,
+        features = cube.features
+        if autocontext.enabled(config):  # the last iteration's models, with their context
+            features = autocontext.tile_features(config, tile, cube, run,
+                                                 config.chain.autocontext_iterations - 1, codes)
+        result = classify_tile(features, tile_regions(config, grid), paths, codes,
                                config.classification.boundary_fusion, grid.resolution)
         if not config.classification.enable_probability_map:
             result = result.drop_vars("probabilities")

@@ -42,7 +42,7 @@ def cmd_synth(args) -> None:
     config = synth(
         args.out_dir, tiles=args.tiles, size=args.size, dates=args.dates, classes=args.classes,
         regions=args.regions, cloud_cover=args.cloud_cover, labels=args.labels, seed=args.seed,
-        format=args.format, s1=args.s1,
+        format=args.format, s1=args.s1, noise=args.noise,
     )
     print(f"scene written to {args.out_dir}; configuration: {config}")
 
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["theia", "sen2cor", "stac", "series", "landsat8"],
                    default="theia", help="layout of the optical products (same scene in each)")
     p.add_argument("--s1", action="store_true", help="also write Sentinel-1 VV/VH backscatter")
+    p.add_argument("--noise", type=float, default=0.08,
+                   help="pixel noise, relative to the reflectance (0.08)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("cube", help="build (or reuse) the feature cubes of every tile")

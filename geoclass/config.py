@@ -65,6 +65,11 @@ class Chain(_Section):
     proj: str | None = None
     external_samples: ExternalSamples | None = None
     ground_truth_role: Literal["learn_and_validate", "validation"] = "learn_and_validate"
+    enable_autocontext: bool = False
+    autocontext_iterations: int = Field(default=3, ge=1)
+    autocontext_superpixel_size: int = Field(default=10, ge=2)
+    autocontext_compactness: float = Field(default=0.1, gt=0)
+    autocontext_features: list[str] | None = None
 
     @field_validator("list_tile", mode="before")
     @classmethod
@@ -313,6 +318,22 @@ class Config(_Section):
 
     source: Path | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="after")
+    def _autocontext_inputs(self):
+        chain = self.chain
+        if not chain.enable_autocontext:
+            return self
+        if chain.external_samples is not None or self.sampling.sample_augmentation.activate:
+            raise ValueError("chain.enable_autocontext needs every learning sample to be a pixel "
+                             "of a tile (its superpixel gives its context): turn off "
+                             "chain.external_samples and sampling.sample_augmentation")
+        halo = 3 * chain.autocontext_superpixel_size
+        if self.dask.chunk_size < halo:
+            raise ValueError(f"chain.autocontext_superpixel_size "
+                             f"{chain.autocontext_superpixel_size} needs dask.chunk_size >= "
+                             f"{halo} (3 superpixels of overlap)")
+        return self
+
     def section_hash(self, *names: str) -> str:
         """A stable hash of the named sections (used to decide whether a step must run again)."""
         payload = {name: getattr(self, name).model_dump(mode="json", by_alias=True)
@@ -335,7 +356,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             message = "unknown key (check its spelling and section)"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"  {key}: {message}")
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 
 

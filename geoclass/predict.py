@@ -135,7 +135,8 @@ def classify_tile(
     regions of its neighbourhood (overlap of the largest buffer) to weight the models."""
     paths = {int(r): str(p) for r, p in model_paths.items()}
     names = list(features["feature"].values)
-    regions = regions.rechunk(features.data.chunks[1:])
+    data = features.data.rechunk({0: -1})  # one block holds every feature of its pixels
+    regions = regions.rechunk(data.chunks[1:])
     options = None
     if fusion is not None and fusion.enable:
         resolution = resolution or abs(float(features["x"][1] - features["x"][0]))
@@ -147,8 +148,8 @@ def classify_tile(
         regions = da.overlap.overlap(regions, depth={0: depth, 1: depth},
                                      boundary={0: "nearest", 1: "nearest"})
     stacked = da.map_blocks(
-        _predict_chunk, features.data, regions[None], paths, list(classes), names, options,
-        chunks=((2 + len(classes),), *features.data.chunks[1:]), dtype=np.uint16,
+        _predict_chunk, data, regions[None], paths, list(classes), names, options,
+        chunks=((2 + len(classes),), *data.chunks[1:]), dtype=np.uint16,
     )
     coords = {"y": features["y"].values, "x": features["x"].values}
     return xr.Dataset(

@@ -551,6 +551,7 @@ class Scene:
     series_crs: str | None = None
     s1: bool = False
     stac: object = None  # the STAC writer, gathering items until the catalog is written
+    noise: float = 0.08  # pixel noise, relative to the reflectance
 
 
 def date_bands(
@@ -569,7 +570,7 @@ def date_bands(
         np.take(green[:, b] * np.float32(gains[b]), pid, out=work, mode="clip")
         refl += np.multiply(work, tex, out=work)
         _rng(scene.seed, _NOISE, k, d, b).standard_normal(dtype=np.float32, out=noise)
-        np.multiply(refl, np.float32(0.08), out=work)
+        np.multiply(refl, np.float32(scene.noise), out=work)
         work += np.float32(0.01)
         refl += np.multiply(noise, work, out=noise)  # noise grows with the signal
         if sky is not None:
@@ -715,17 +716,21 @@ def synth(
     format: str = "theia",
     s1: bool = False,
     series_crs: str | None = None,
+    noise: float = 0.08,
 ) -> Path:
     """Write a synthetic scene under `out_dir`; returns the path of its config.yaml.
 
     `format`: the optical products' layout, `theia` (`layout`, `r2_20m` apply), `sen2cor`,
     `stac`, `series` (in `series_crs`, default the tiles' UTM zone) or `landsat8` (30 m: size
     a multiple of 6); every format holds the same reflectances. `s1`: Sentinel-1 VV/VH
-    backscatter too, ascending and descending, `dates` dates each."""
+    backscatter too, ascending and descending, `dates` dates each. `noise`: the pixel noise's
+    standard deviation, relative to the reflectance (plus 0.01)."""
     if tiles < 1 or regions < 1 or size < 32 or seed < 0:
         raise ValueError("need tiles >= 1, regions >= 1, size >= 32 and seed >= 0")
     if not 1 <= dates <= MAX_DATES:
         raise ValueError(f"dates must be in 1..{MAX_DATES}, got {dates}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
     if not 0 <= cloud_cover < 1:
         raise ValueError(f"cloud_cover must be in [0, 1), got {cloud_cover}")
     if labels not in ("string", "int") or layout not in ("bands", "stack"):
@@ -747,7 +752,8 @@ def synth(
     date_lists = acquisition_dates(seed, tiles, dates)
     region_shapes = region_polygons(seed, regions, tiles, size)
     parcels = make_parcels(seed, tiles, size, classes, region_shapes)
-    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m, format, series_crs, s1)
+    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m, format, series_crs, s1,
+                  noise=noise)
     if format == "stac":
         from geoclass.synth_layouts import StacWriter
 
@@ -771,6 +777,7 @@ def synth(
         "series_crs": series_crs,
         "labels": labels,
         "cloud_cover": cloud_cover,
+        "noise": noise,
         "tiles": names,
         "dates": {n: [d.isoformat() for d in ds] for n, ds in zip(names, date_lists)},
         "products": {n: summary[n]["products"] for n in names},

@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import sklearn
 
+from geoclass import autocontext
 from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.config import Config, Models
 from geoclass.errors import InputError
@@ -19,6 +20,9 @@ from geoclass.models import make_classifier
 from geoclass.samples import META, read_samples, sample
 
 log = logging.getLogger(__name__)
+
+AUTOCONTEXT_KEYS = {"enable_autocontext", "autocontext_iterations", "autocontext_superpixel_size",
+                    "autocontext_compactness", "autocontext_features"}
 
 
 @dataclass
@@ -115,7 +119,8 @@ def _keys(config: Config) -> list[tuple[int, int]]:
 
 def _settings(config: Config) -> dict:
     samples = Path(config.chain.output_path) / "samples" / "manifest.json"
-    return {"samples": json.loads(samples.read_text()), "models": config.section_hash("models")}
+    return {"samples": json.loads(samples.read_text()), "models": config.section_hash("models"),
+            "autocontext": config.chain.model_dump(mode="json", include=AUTOCONTEXT_KEYS)}
 
 
 def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
@@ -129,19 +134,30 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
         log.debug("models are up to date")
         return paths
     jobs = list(_jobs(config))
-    fitted = _fit_all(config, jobs)
-    config_hash = config.section_hash("chain", "sampling", "models")
-    for (region, run, part, features), (estimator, search) in zip(jobs, fitted):
-        model = TrainedModel(estimator, features, sorted(int(c) for c in part["code"].unique()),
-                             region, run, config_hash, _versions(), search)
-        with atomic_output(paths[(region, run)]) as tmp:
-            joblib.dump(model, tmp)
-        log.info("region %d run %d: %s fitted on %d samples", region, run,
-                 config.models.classifier, len(part))
+    if autocontext.enabled(config):
+        jobs, fitted = autocontext.fit_iterations(config, jobs, _fit_all, _save_model)
+    else:
+        fitted = _fit_all(config, jobs)
+    for job, result in zip(jobs, fitted):
+        _save_model(config, job, result, paths[(job[0], job[1])])
+        log.info("region %d run %d: %s fitted on %d samples", job[0], job[1],
+                 config.models.classifier, len(job[2]))
     record_step(manifest, settings)
     del jobs, fitted
     _release_arrow_memory()
     return paths
+
+
+def _save_model(config: Config, job: tuple, result: tuple, path: Path) -> None:
+    """Save the estimator fitted for `job` ((region, run, samples, features)) with its
+    metadata, atomically."""
+    region, run, part, features = job
+    estimator, search = result
+    model = TrainedModel(estimator, list(features), sorted(int(c) for c in part["code"].unique()),
+                         region, run, config.section_hash("chain", "sampling", "models"),
+                         _versions(), search)
+    with atomic_output(path) as tmp:
+        joblib.dump(model, tmp)
 
 
 def _release_arrow_memory() -> None:
