@@ -126,7 +126,8 @@ def tile_features(config: Config, tile: str, cube: xr.Dataset, run: int, iterati
 def fit_iterations(config: Config, jobs: list, fit_all, save_model) -> tuple[list, list]:
     """Run the auto-context iterations from the per-pixel `jobs` ((region, run, samples,
     features) as train builds them); returns the last iteration's jobs and fitted estimators.
-    `fit_all(config, jobs)` fits a list of jobs; `save_model(job, fitted, path)` saves one."""
+    `fit_all(config, jobs)` fits a list of jobs; `save_model(config, job, fitted, path)` saves
+    one."""
     from geoclass.classify import load_class_table
 
     codes = load_class_table(config).codes
@@ -137,7 +138,8 @@ def fit_iterations(config: Config, jobs: list, fit_all, save_model) -> tuple[lis
     for iteration in range(1, config.chain.autocontext_iterations):
         previous = iteration - 1
         for job, result in zip(jobs, fitted):
-            save_model(job, result, iteration_model_path(config, job[0], job[1], previous))
+            save_model(config, job, result,
+                       iteration_model_path(config, job[0], job[1], previous))
         for run in runs:
             _classify_iteration(config, run, previous, codes)
         jobs = _with_context(config, jobs, iteration, codes)

@@ -68,7 +68,7 @@ class Chain(_Section):
     enable_autocontext: bool = False
     autocontext_iterations: int = Field(default=3, ge=1)
     autocontext_superpixel_size: int = Field(default=10, ge=2)
-    autocontext_compactness: float = Field(default=0.1, gt=0)
+    autocontext_compactness: float = Field(default=1.0, gt=0)
     autocontext_features: list[str] | None = None
 
     @field_validator("list_tile", mode="before")

@@ -122,29 +122,41 @@ def _overall_accuracy(config) -> float:
     return metrics["runs"][0]["scores"]["overall_accuracy"]
 
 
+CONTEXT = {"enable_autocontext": True, "autocontext_iterations": 3,
+           "autocontext_superpixel_size": 6}
+FOREST = {"params": {"n_estimators": 40}}
+KNN = {"classifier": "sklearn.neighbors.KNeighborsClassifier", "params": {"n_neighbors": 15},
+       "standardization": True}
+
+
 @pytest.fixture(scope="module")
 def noisy_runs(tmp_path_factory, client):
+    """The chain on one noisy scene: default forest and k-NN, without and with auto-context."""
     from geoclass.pipeline import run_chain
 
     template = make_scene(tmp_path_factory.mktemp("noisy") / "scene", **NOISY)
     out = {}
-    for name, chain in (("plain", {}), ("context", {"enable_autocontext": True,
-                                                    "autocontext_iterations": 3,
-                                                    "autocontext_superpixel_size": 6})):
+    for name, chain, models in (("plain", {}, FOREST), ("context", CONTEXT, FOREST),
+                                ("plain_knn", {}, KNN), ("context_knn", CONTEXT, KNN)):
         target = template.parent.parent / name
         shutil.copytree(template.parent, target)
         path = edit_config(target / "config.yaml", chain=chain, dask={"chunk_size": 64},
-                           models={"params": {"n_estimators": 40}})
+                           models=models)
         config = load_config(path)
-        run_chain(config, only_step=None, from_step=None)
+        run_chain(config)
         out[name] = config
     return out
 
 
 def test_autocontext_improves_the_map_of_a_noisy_scene(noisy_runs):
     plain, context = (_overall_accuracy(noisy_runs[k]) for k in ("plain", "context"))
-    assert plain < 0.9  # the pixel noise costs the per-pixel classifier
-    assert context > plain + 0.03
+    assert plain < 0.8  # the pixel noise costs the per-pixel classifier
+    assert context > plain + 0.05  # measured: 0.608 -> 0.699
+
+
+def test_autocontext_works_with_any_classifier(noisy_runs):
+    plain, context = (_overall_accuracy(noisy_runs[k]) for k in ("plain_knn", "context_knn"))
+    assert context > plain + 0.02  # measured: 0.583 -> 0.619
 
 
 def test_autocontext_outputs_and_context_features(noisy_runs):
@@ -167,3 +179,9 @@ def test_autocontext_outputs_and_context_features(noisy_runs):
     first = joblib.load(out / "autocontext" / "iter_0" / "model_1_seed_0.joblib")
     assert not any(f.startswith("context_") for f in first.features)
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*_windows.zarr"))
+    # resumed: nothing is refitted while the settings stay the same
+    from geoclass.train import train
+
+    stamp = model_path(config, 1, 0).stat().st_mtime_ns
+    train(config)
+    assert model_path(config, 1, 0).stat().st_mtime_ns == stamp
