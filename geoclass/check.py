@@ -12,6 +12,7 @@ from geoclass.config import Config
 from geoclass.cube import find_sources, sensor_dates, tile_cube
 from geoclass.errors import InputError
 from geoclass.external import ExternalTable, inspect_external
+from geoclass.models import classifier_problems
 from geoclass.reference import (
     check_class_table_inputs,
     check_ground_truth,
@@ -153,9 +154,19 @@ def check_inputs(config: Config) -> CheckReport:
     reads headers, vectors and low-resolution masks only, and writes nothing."""
     report = CheckReport()
     sources, dates = _check_tiles(config, report)
+    chain = config.chain
+    wanted = chain.autocontext_features if chain.enable_autocontext else None
     names = (_feature_names(config, report, sources, dates)
-             if config.chain.external_samples else None)
+             if chain.external_samples or wanted else None)
     _check_reference(config, report, [s.grid for s in sources.values()] or None, names)
+    report.problems += classifier_problems(config.models)
+    if wanted and names is not None:
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            report.problems.append(
+                f"chain.autocontext_features: {missing[:5]} are not features of the cube "
+                f"(it has {len(names)}, e.g. {names[:3]}); list some of them or leave the key "
+                "out to segment on the NDVI series")
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import dask
 import dask.array as da
@@ -110,6 +111,25 @@ def test_autocontext_refuses_samples_without_a_pixel_and_too_small_chunks(tmp_pa
     with pytest.raises(ConfigError, match="chunk_size >= 60"):
         load_config(config_path)
 
+
+
+def test_check_reports_unknown_segmentation_features_and_a_missing_torch(tmp_path, monkeypatch):
+    from geoclass.check import check_inputs
+
+    config_path = make_scene(tmp_path / "s", tiles=1, size=64, dates=3)
+    edit_config(config_path, chain={"enable_autocontext": True,
+                                    "autocontext_features": ["S2_NDVI_nope"]},
+                models={"classifier": "tempcnn"})
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    problems = check_inputs(load_config(config_path)).problems
+    assert len(problems) == 2, problems
+    assert "tempcnn needs PyTorch: pip install 'geoclass[dl]'" in problems[0]
+    assert "chain.autocontext_features: ['S2_NDVI_nope'] are not features" in problems[1]
+    edit_config(config_path, models={"classifier": "random_forest",
+                                     "params": {"n_trees": 10}})
+    problems = check_inputs(load_config(config_path)).problems
+    assert any("models.params: n_trees not accepted" in p for p in problems), problems
+    assert not (tmp_path / "s" / "run").exists()
 
 # --- the chain on a scene with noisy pixels inside fields ------------------------------------
 

@@ -13,6 +13,7 @@ the feature names (their `feature_names` parameter) to read the time series."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from typing import Any
 
@@ -69,3 +70,19 @@ def make_classifier(models: Models, seed: int = 0):
     if scale or models.standardization:
         estimator = make_pipeline(StandardScaler(), estimator)
     return estimator
+
+
+DEEP = ("tempcnn", "lighttae")
+
+
+def classifier_problems(models: Models) -> list[str]:
+    """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
+    for a deep model), found without training or importing torch."""
+    try:
+        make_classifier(models)
+    except ConfigError as err:
+        return [str(err)]
+    if models.classifier in DEEP and importlib.util.find_spec("torch") is None:
+        return [f"models.classifier: {models.classifier} needs PyTorch: pip install "
+                "'geoclass[dl]' (CPU: pip install torch==2.13.0 first)"]
+    return []
