@@ -242,3 +242,42 @@ def test_deep_models_feed_every_map_of_the_chain(classifier, params, scene_templ
     assert metrics["summary"]["overall_accuracy"]["mean"] > 0.3
     model = json.loads((final / "metrics_seed_0.json").read_text())
     assert model["n_samples"] > 0
+
+
+BLOCK_TORCH = """import sys
+
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name=name)
+
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def test_the_chain_runs_where_torch_cannot_be_imported(tmp_path):
+    """`geoclass run` (its own LocalCluster, worker processes included) on a small scene with
+    `import torch` failing everywhere, as on a machine without the `dl` extra."""
+    import os
+
+    from .conftest import edit_config, make_scene
+
+    config_path = make_scene(tmp_path / "s", tiles=1, size=48, dates=3, regions=1)
+    edit_config(config_path, dask={"workers": 1}, models={"params": {"n_estimators": 10}})
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_TORCH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(blocker), os.environ.get("PYTHONPATH", "")])}
+    code = "import sys\nfrom geoclass.cli import main\nraise SystemExit(main(['run', sys.argv[1]]))"
+    done = subprocess.run([sys.executable, "-c", code, str(config_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = tmp_path / "s" / "run" / "final"
+    assert (final / "Classif_Seed_0.tif").is_file() and (final / "metrics.json").is_file()
+    edit_config(config_path, models={"classifier": "tempcnn", "params": {}})
+    done = subprocess.run([sys.executable, "-c", code.replace("'run'", "'check'"),
+                           str(config_path)], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "tempcnn needs PyTorch" in done.stdout + done.stderr

@@ -75,6 +75,14 @@ def make_classifier(models: Models, seed: int = 0):
 DEEP = ("tempcnn", "lighttae")
 
 
+def _torch_installed() -> bool:
+    """Whether torch can be found, without importing it (a few seconds and ~300 MB)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def classifier_problems(models: Models) -> list[str]:
     """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
     for a deep model), found without training or importing torch."""
@@ -82,7 +90,7 @@ def classifier_problems(models: Models) -> list[str]:
         make_classifier(models)
     except ConfigError as err:
         return [str(err)]
-    if models.classifier in DEEP and importlib.util.find_spec("torch") is None:
+    if models.classifier in DEEP and not _torch_installed():
         return [f"models.classifier: {models.classifier} needs PyTorch: pip install "
                 "'geoclass[dl]' (CPU: pip install torch==2.13.0 first)"]
     return []
