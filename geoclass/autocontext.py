@@ -67,8 +67,10 @@ def segmentation_features(config: Config, names: list[str]) -> list[str]:
         if missing:
             from geoclass.errors import ConfigError
 
-            raise ConfigError(f"chain.autocontext_features: {missing[:5]} are not features "
-                              f"of the cube (e.g. {names[:3]})")
+            raise ConfigError(
+                f"chain.autocontext_features: {missing[:5]} are not features of the cube "
+                f"(it has {len(names)}, e.g. {names[:3]}); list some of them or leave the key "
+                "out to segment on the NDVI series")
         return list(wanted)
     ndvi = [n for n in names if "ndvi" in n.lower()]
     return ndvi or list(names)

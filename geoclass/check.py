@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 
+from geoclass.autocontext import segmentation_features
 from geoclass.config import Config
 from geoclass.cube import find_sources, sensor_dates, tile_cube
-from geoclass.errors import InputError
+from geoclass.errors import ConfigError, InputError
 from geoclass.external import ExternalTable, inspect_external
 from geoclass.models import classifier_problems
 from geoclass.reference import (
@@ -161,12 +162,10 @@ def check_inputs(config: Config) -> CheckReport:
     _check_reference(config, report, [s.grid for s in sources.values()] or None, names)
     report.problems += classifier_problems(config.models)
     if wanted and names is not None:
-        missing = [n for n in wanted if n not in names]
-        if missing:
-            report.problems.append(
-                f"chain.autocontext_features: {missing[:5]} are not features of the cube "
-                f"(it has {len(names)}, e.g. {names[:3]}); list some of them or leave the key "
-                "out to segment on the NDVI series")
+        try:
+            segmentation_features(config, names)
+        except ConfigError as err:
+            report.problems.append(str(err))
     return report
 
 

@@ -112,7 +112,6 @@ def test_autocontext_refuses_samples_without_a_pixel_and_too_small_chunks(tmp_pa
         load_config(config_path)
 
 
-
 def test_check_reports_unknown_segmentation_features_and_a_missing_torch(tmp_path, monkeypatch):
     from geoclass.check import check_inputs
 
@@ -130,6 +129,7 @@ def test_check_reports_unknown_segmentation_features_and_a_missing_torch(tmp_pat
     problems = check_inputs(load_config(config_path)).problems
     assert any("models.params: n_trees not accepted" in p for p in problems), problems
     assert not (tmp_path / "s" / "run").exists()
+
 
 # --- the chain on a scene with noisy pixels inside fields ------------------------------------
 

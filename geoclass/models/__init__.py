@@ -13,11 +13,10 @@ the feature names (their `feature_names` parameter) to read the time series."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 from typing import Any
 
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from geoclass.config import Models
@@ -72,25 +71,17 @@ def make_classifier(models: Models, seed: int = 0):
     return estimator
 
 
-DEEP = ("tempcnn", "lighttae")
-
-
-def _torch_installed() -> bool:
-    """Whether torch can be found, without importing it (a few seconds and ~300 MB)."""
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
-
 
 def classifier_problems(models: Models) -> list[str]:
     """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
     for a deep model), found without training or importing torch."""
+    from geoclass.models import deep
+
     try:
-        make_classifier(models)
+        estimator = make_classifier(models)
     except ConfigError as err:
         return [str(err)]
-    if models.classifier in DEEP and not _torch_installed():
-        return [f"models.classifier: {models.classifier} needs PyTorch: pip install "
-                "'geoclass[dl]' (CPU: pip install torch==2.13.0 first)"]
-    return []
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    problem = (deep.torch_problem(final._name) if isinstance(final, deep._DeepClassifier)
+               else None)
+    return [problem] if problem else []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.util
 import logging
 import math
 import re
@@ -145,13 +146,27 @@ def normalize(layout: Layout, norm: dict, x: np.ndarray) -> tuple[np.ndarray, np
 # --- torch ---------------------------------------------------------------------------------
 
 
+def _torch_missing(name: str) -> str:
+    return (f"models.classifier: {name} needs PyTorch: pip install 'geoclass[dl]' "
+            "(CPU: pip install torch==2.13.0 first)")
+
+
+def torch_problem(name: str) -> str | None:
+    """`_require_torch`'s message when torch cannot be found, else None; does not import torch
+    (a few seconds and ~300 MB), for the checks run before any work."""
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else _torch_missing(name)
+
+
 def _require_torch(name: str):
     """The torch module, or a ConfigError saying how to install it."""
     try:
         import torch
     except ImportError:
-        raise ConfigError(f"models.classifier: {name} needs PyTorch: pip install 'geoclass[dl]' "
-                          "(CPU: pip install torch==2.13.0 first)") from None
+        raise ConfigError(_torch_missing(name)) from None
     return torch
 
 
