@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -13,6 +15,7 @@ from geoclass.config import Config
 from geoclass.cube import find_sources, sensor_dates, tile_cube
 from geoclass.errors import ConfigError, InputError
 from geoclass.external import ExternalTable, inspect_external
+from geoclass.memory import CubeShape
 from geoclass.models import classifier_problems
 from geoclass.reference import (
     check_class_table_inputs,
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 class CheckReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shape: CubeShape | None = None  # what sets the size of a task, when the inputs tell
+    labels: set = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +72,7 @@ def _check_tiles(config: Config, report: CheckReport):
             continue
         sources[tile] = src
         for series in src.series:
+            report.warnings += [f"tile {tile}: {series.sensor}: {note}" for note in series.ignored]
             clear = _clear_fraction(series)
             if max(clear, default=0) == 0:
                 report.problems.append(f"tile {tile}: no {series.sensor} date has a clear pixel "
@@ -144,23 +150,43 @@ def _check_reference(config: Config, report: CheckReport, grids, names=None) -> 
     if external is not None:
         sources.append((external.labels.dropna().unique(), external.file))
     for labels, file in sources:
+        report.labels |= {str(v) for v in labels}
         report.problems += check_class_table_inputs(
             labels, nomenclature, colors, file, chain.nomenclature_path or "",
             chain.color_table or "",
         )
 
 
+def output_problems(path: Path) -> list[str]:
+    """Why `chain.output_path` cannot be created or written to, if it cannot."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return [f"chain.output_path {path} is a file, not a folder; choose another path"]
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return [f"chain.output_path {path} cannot be created: {existing} is not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "written to" if existing == path else f"created ({existing} is read-only)"
+        return [f"chain.output_path {path} cannot be {what}; choose a folder you can write to"]
+    return []
+
+
 def check_inputs(config: Config) -> CheckReport:
     """Run every input check (files, tiles, dates, reference data) and collect all problems;
     reads headers, vectors and low-resolution masks only, and writes nothing."""
     report = CheckReport()
+    report.problems += output_problems(config.chain.output_path)
+    if config.chain.ground_truth is None and config.chain.external_samples is None:
+        report.problems.append("nothing to learn from: set chain.ground_truth (polygons or "
+                               "points) or chain.external_samples (a table of labelled series)")
     sources, dates = _check_tiles(config, report)
     chain = config.chain
     wanted = chain.autocontext_features if chain.enable_autocontext else None
-    names = (_feature_names(config, report, sources, dates)
-             if chain.external_samples or wanted else None)
+    names = _feature_names(config, report, sources, dates)
     _check_reference(config, report, [s.grid for s in sources.values()] or None, names)
     report.problems += classifier_problems(config.models)
+    if names is not None and report.ok:
+        report.shape = _cube_shape(sources, dates, names, report.labels)
     if wanted and names is not None:
         try:
             segmentation_features(config, names)
@@ -169,10 +195,20 @@ def check_inputs(config: Config) -> CheckReport:
     return report
 
 
-def require_valid_inputs(config: Config) -> None:
-    """Raise InputError listing every problem, if there is any."""
+def _cube_shape(sources, dates, names, labels) -> CubeShape:
+    series = [s for src in sources.values() for s in src.series]
+    return CubeShape(dates=max((len(s.dates) for s in series), default=0),
+                     bands=max((len(s.band_names) for s in series), default=0),
+                     grid_dates=max((len(d) for d in dates.values()), default=0),
+                     features=len(names), classes=max(len(labels), 2),
+                     tile_side=max(max(src.grid.shape) for src in sources.values()))
+
+
+def require_valid_inputs(config: Config) -> CheckReport:
+    """Raise InputError listing every problem, if there is any; else the report."""
     report = check_inputs(config)
     for warning in report.warnings:
         log.warning(warning)
     if not report.ok:
         raise InputError(report.problems)
+    return report

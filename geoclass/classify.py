@@ -91,7 +91,7 @@ def classify(config: Config, force: bool = False) -> dict[int, dict[str, Path]]:
              for run in runs}
     outputs = [p for m in paths.values() for p in m.values()]
     if step_is_current(manifest, settings, outputs, force):
-        log.debug("tile classifications are up to date")
+        log.info("tile classifications are up to date")
         return paths
     manifest.unlink(missing_ok=True)
     _warn_regions_without_model(config, models)

@@ -20,20 +20,20 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
 
 
-def _run_step(args, step):
-    """Load the config, then run `step(config, force=...)` on the requested dask cluster."""
-    from geoclass.cluster import dask_client
+def _cluster(args) -> dict:
+    return {"scheduler": args.scheduler, "workers": args.workers,
+            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
+
+
+def _run_step(args, step: str, force: tuple[str, ...] = ()):
+    """Run the chain up to `step` (the checks first, then the cluster); `--force` redoes
+    `force` (default: `step`). Returns what `step` returned."""
     from geoclass.config import load_config
-    from geoclass.pipeline import claim_output, mark_output
+    from geoclass.pipeline import run_steps
 
     config = load_config(args.config)
-    claim_output(config)
-    with dask_client(
-        config.dask, args.scheduler, args.workers, args.threads_per_worker, args.memory_limit
-    ):
-        result = step(config, force=args.force)
-    mark_output(config)
-    return result
+    redo = (force or (step,)) if args.force else ()
+    return run_steps(config, until=step, force=redo, cluster=_cluster(args))[step]
 
 
 def cmd_synth(args) -> None:
@@ -42,15 +42,15 @@ def cmd_synth(args) -> None:
     config = synth(
         args.out_dir, tiles=args.tiles, size=args.size, dates=args.dates, classes=args.classes,
         regions=args.regions, cloud_cover=args.cloud_cover, labels=args.labels, seed=args.seed,
-        format=args.format, s1=args.s1, noise=args.noise,
+        format=args.format, s1=args.s1, noise=args.noise, resolution=args.resolution,
+        series_crs=args.series_crs, series_ndvi=args.series_ndvi, series_jp2=args.series_jp2,
+        points=args.points, external_samples=args.external_samples, chunk_size=args.chunk_size,
     )
     print(f"scene written to {args.out_dir}; configuration: {config}")
 
 
 def cmd_cube(args) -> None:
-    from geoclass.cube import build_cubes
-
-    for tile, path in _run_step(args, build_cubes).items():
+    for tile, path in _run_step(args, "cubes").items():
         print(f"{tile}: {path}")
 
 
@@ -71,27 +71,22 @@ def cmd_check(args) -> int:
 
 
 def cmd_samples(args) -> None:
-    from geoclass.samples import sample
-
-    print(f"samples written to {_run_step(args, sample)}")
+    print(f"samples written to {_run_step(args, 'samples')}")
 
 
 def cmd_train(args) -> None:
-    from geoclass.train import train
-
-    for (region, run), path in sorted(_run_step(args, train).items()):
+    for (region, run), path in sorted(_run_step(args, "train").items()):
         print(f"region {region} run {run}: {path}")
 
 
 def cmd_classify(args) -> None:
-    from geoclass.maps import mosaic
-
-    for path in _run_step(args, mosaic):
+    for path in _run_step(args, "mosaic", force=("classify", "mosaic")):
         print(path)
 
 
 def _print_outcome(config, metrics: dict) -> None:
     from geoclass.maps import final_dir
+    from geoclass.pipeline import read_run_warnings
 
     final = final_dir(config)
     print(f"final maps and reports: {final}")
@@ -103,36 +98,43 @@ def _print_outcome(config, metrics: dict) -> None:
     if summary:
         oa, kappa = summary["overall_accuracy"], summary["kappa"]
         spread = f" +- {oa['ci95']:.3f}" if oa.get("ci95") is not None else ""
-        print(f"overall accuracy {oa['mean']:.3f}{spread} (95 % CI over "
-              f"{summary['n_runs']} runs), kappa {kappa['mean']:.3f}")
+        runs = summary["n_runs"]
+        print(f"overall accuracy {oa['mean']:.3f}{spread} (95 % CI over {runs} runs), "
+              f"kappa {kappa['mean']:.3f}" if runs > 1 else
+              f"overall accuracy {oa['mean']:.3f}, kappa {kappa['mean']:.3f} (1 run)")
     if metrics.get("fusion"):
         print(f"fusion of runs: OA {metrics['fusion']['scores']['overall_accuracy']:.3f}")
+    for warning in read_run_warnings(config):
+        print(f"warning: {warning}")
 
 
 def cmd_run(args) -> None:
-    from geoclass.cluster import dask_client
     from geoclass.config import load_config
     from geoclass.pipeline import run_chain
 
     config = load_config(args.config)
-    with dask_client(config.dask, args.scheduler, args.workers, args.threads_per_worker,
-                     args.memory_limit):
-        metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
-                            overwrite=args.overwrite)
+    metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
+                        overwrite=args.overwrite, cluster=_cluster(args))
     _print_outcome(config, metrics)
 
 
 def cmd_demo(args) -> None:
-    from geoclass.cluster import dask_client
     from geoclass.config import load_config
     from geoclass.demo import demo_config
     from geoclass.pipeline import run_chain
 
     config = load_config(demo_config(args.out, args.size, args.seed))
-    with dask_client(config.dask, args.scheduler, args.workers, args.threads_per_worker,
-                     args.memory_limit):
-        metrics = run_chain(config)
+    metrics = run_chain(config, cluster=_cluster(args))
     _print_outcome(config, metrics)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("geoclass")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,60 +142,83 @@ def build_parser() -> argparse.ArgumentParser:
         prog="geoclass", description="Land-cover maps from satellite image time series."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"geoclass {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="generate a synthetic scene and its config.yaml")
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--tiles", type=int, default=2)
-    p.add_argument("--size", type=int, default=256, help="tile side in pixels")
-    p.add_argument("--dates", type=int, default=12)
-    p.add_argument("--classes", type=int, default=8)
-    p.add_argument("--regions", type=int, default=2)
-    p.add_argument("--cloud-cover", type=float, default=0.2)
-    p.add_argument("--labels", choices=["string", "int"], default="string")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("synth", help="generate a synthetic scene and its config.yaml",
+                       description="Write a deterministic synthetic scene (tiles in UTM with "
+                       "per-class phenology, clouds, ground truth, regions, nomenclature, "
+                       "colour table) and a config.yaml that runs the chain on it.")
+    p.add_argument("out_dir", type=Path, help="folder to write the scene in")
+    p.add_argument("--tiles", type=int, default=2, help="number of tiles, side by side (2)")
+    p.add_argument("--size", type=int, default=256, help="tile side in pixels, >= 32 (256)")
+    p.add_argument("--dates", type=int, default=12, help="acquisition dates per tile (12)")
+    p.add_argument("--classes", type=int, default=8, help="land-cover classes, 2..22 (8)")
+    p.add_argument("--regions", type=int, default=2, help="regions (eco-climatic strata) (2)")
+    p.add_argument("--cloud-cover", type=float, default=0.2,
+                   help="mean share of cloudy pixels per date, in [0, 1) (0.2)")
+    p.add_argument("--labels", choices=["string", "int"], default="string",
+                   help="ground-truth labels: class names or nomenclature codes (string)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scene (0)")
     p.add_argument("--format", choices=["theia", "sen2cor", "stac", "series", "landsat8"],
                    default="theia", help="layout of the optical products (same scene in each)")
     p.add_argument("--s1", action="store_true", help="also write Sentinel-1 VV/VH backscatter")
     p.add_argument("--noise", type=float, default=0.08,
                    help="pixel noise, relative to the reflectance (0.08)")
+    p.add_argument("--resolution", type=float, default=10.0,
+                   help="pixel size in metres, theia and series formats (10)")
+    p.add_argument("--series-crs", help="series format: CRS of the files (EPSG code, WKT or "
+                   "PROJ string, e.g. MODIS's '+proj=sinu +R=6371007.181 +units=m'; default "
+                   "the tiles' UTM zone)")
+    p.add_argument("--series-ndvi", action="store_true", help="series format: one NDVI band "
+                   "per date, clouds as fill values (MODIS-like), the same dates on every tile")
+    p.add_argument("--series-jp2", action="store_true",
+                   help="series format: lossy JPEG 2000 files instead of GeoTIFF")
+    p.add_argument("--points", type=int, default=0, help="ground truth as this many points "
+                   "(vector/ground_truth.gpkg, EPSG:4326) instead of polygons")
+    p.add_argument("--external-samples", type=int, default=0, help="with --series-ndvi: "
+                   "samples.csv, this many labelled NDVI series to learn from (matched by "
+                   "position); the ground truth then only validates")
+    p.add_argument("--chunk-size", type=int, help="dask.chunk_size of the config "
+                   "(default: half the tile, 64 to 512)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("cube", help="build (or reuse) the feature cubes of every tile")
-    p.add_argument("config", type=Path)
+    config_help = "the configuration file (YAML; relative paths are read from its folder)"
+    p = sub.add_parser("cube", help="build (or reuse) the time-series cube of every tile")
+    p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_cube)
 
     p = sub.add_parser("check", help="run every input check, without heavy work")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help=config_help)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("samples", help="split, select, extract and augment the samples")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="redo even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("train", help="fit one model per (region, run)")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="refit even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("classify", help="classify every tile and run, mosaic, write the final "
                        "maps (training first if needed)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--force", action="store_true", help="redo the maps even if up to date")
+    p.add_argument("config", type=Path, help=config_help)
+    p.add_argument("--force", action="store_true",
+                   help="redo the tile maps and the mosaic even if up to date")
     _cluster_options(p)
     p.set_defaults(func=cmd_classify)
 
-    from geoclass.pipeline import STEPS
-
+    steps = ["check", "cubes", "samples", "train", "classify", "mosaic", "validate", "report"]
     p = sub.add_parser("run", help="run the whole chain (every step that is not up to date)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--from-step", choices=list(STEPS), help="redo this step and every later one")
-    p.add_argument("--only-step", choices=list(STEPS), help="redo this step only")
+    p.add_argument("config", type=Path, help=config_help)
+    p.add_argument("--from-step", choices=steps, help="redo this step and every later one")
+    p.add_argument("--only-step", choices=steps, help="redo this step only")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of another configuration in chain.output_path")
     _cluster_options(p)
@@ -202,29 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate a scene and run the whole chain on it")
     p.add_argument("--out", type=Path, default=Path("geoclass-demo"),
                    help="folder of the scene and its outputs (default ./geoclass-demo)")
-    p.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="tile side in pixels, >= 32 (256)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scene (0)")
     _cluster_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def _setup_logging(debug: bool) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=debug)],
-    )
-    for noisy in ("distributed", "asyncio", "rasterio", "fiona", "numba", "urllib3", "pyogrio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from geoclass import logs
+
     args = build_parser().parse_args(argv)
-    _setup_logging(args.debug)
+    logs.setup_console(args.debug)
+    logs.forget_log_file()
     try:
         status = args.func(args)
     except GeoclassError as err:
@@ -235,7 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug or an unforeseen input: say it shortly
+        if args.debug:
+            raise
+        step = logs.current_step()
+        where = f" in step {step}" if step else ""
+        report = logs.crash_report(err, args.command)
+        print(f"geoclass {args.command}: unexpected error{where}: {type(err).__name__}: "
+              f"{_first_line(err)}\n  the full traceback is in {report}\n  (--debug shows "
+              "it here; please report it if the inputs look right)", file=sys.stderr)
+        return 1
     return status or 0
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else "(no message)"
 
 
 if __name__ == "__main__":

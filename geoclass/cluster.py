@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster
+import dask
+from distributed import Client, KilledWorker, LocalCluster
+from distributed.diagnostics.progressbar import ProgressBar
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from geoclass.config import DaskOptions
-from geoclass.errors import GeoclassError
+from geoclass.errors import ClusterError
+from geoclass.logs import CONSOLE, current_step
+from geoclass.memory import Watch
 
 log = logging.getLogger(__name__)
-
-
-class ClusterError(GeoclassError):
-    """The dask scheduler cannot be reached or the local cluster cannot start."""
 
 
 def local_cluster_size(workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -30,10 +34,10 @@ def local_cluster_size(workers: int | None, threads: int | None) -> tuple[int, i
 
 
 def compute(*collections, label: str = "computing"):
-    """Compute dask collections on the active client, with dask's progress bar on the console
-    (a widget in Jupyter); without a client (plain dask in a notebook) compute as usual."""
-    import dask
-    from distributed import get_client, progress
+    """Compute dask collections on the active client, with a progress bar named `label` on
+    the console (a widget in Jupyter); without a client (plain dask in a notebook) compute
+    as usual."""
+    from distributed import get_client
 
     try:
         client = get_client()
@@ -41,16 +45,73 @@ def compute(*collections, label: str = "computing"):
         return dask.compute(*collections)
     log.info("%s", label)
     futures = client.compute(list(collections))
-    if _show_progress():
+    step = current_step() or label
+    stall = float(dask.config.get("geoclass.stall-timeout", 120))
+    with Watch(client, futures, step, stall_after=stall) as watch, \
+            _progress(client, futures, label):
+        try:
+            return tuple(client.gather(futures))
+        except CancelledError:
+            if watch.failure:
+                raise ClusterError(watch.failure) from None
+            raise
+        except KilledWorker as err:
+            raise ClusterError(
+                f"step {step}: dask workers died {err.allowed_failures + 1} times while "
+                f"running the same task ({err.task}): most likely it needs more memory than "
+                "a worker's limit; raise --memory-limit, lower dask.chunk_size, or use "
+                "fewer threads per worker") from None
+
+
+@contextmanager
+def _progress(client, futures, label: str):
+    """A progress bar of the tasks behind `futures` while the block runs."""
+    if not _show_progress():
+        yield
+        return
+    if "ipykernel" in sys.modules:
+        from distributed import progress
+
         progress(futures)
-    return tuple(client.gather(futures))
+        yield
+        return
+    bar = StepProgress(futures, label)
+    client.loop.add_callback(bar.listen)
+    try:
+        yield
+        bar.finished.wait(timeout=2)  # the scheduler's last word: the bar ends at 100 %
+    finally:
+        bar.close()
+
+
+class StepProgress(ProgressBar):
+    """dask's scheduler-fed progress bar, drawn with rich and named after its step."""
+
+    def __init__(self, futures, label: str):
+        super().__init__(futures, complete=True)
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TaskProgressColumn(), TimeElapsedColumn(), console=CONSOLE,
+                            transient=False)
+        self.task = self.bar.add_task(label, total=None)
+        self.finished = threading.Event()
+        self.bar.start()
+
+    def _draw_bar(self, remaining, all, **kwargs):
+        self.bar.update(self.task, total=all, completed=all - remaining)
+
+    def _draw_stop(self, **kwargs):
+        self.finished.set()
+
+    def close(self) -> None:
+        self.bar.stop()
+        comm = getattr(self, "comm", None)
+        if comm is not None:
+            comm.abort()
 
 
 def _show_progress() -> bool:
     """Progress bars on a terminal or in Jupyter, not in logs or pipes (GEOCLASS_PROGRESS=0
     turns them off, =1 forces them)."""
-    import sys
-
     wanted = os.environ.get("GEOCLASS_PROGRESS")
     if wanted is not None:
         return wanted != "0"
@@ -98,7 +159,7 @@ def dask_client(
         memory_limit=memory_limit or options.memory_limit or "auto",
         processes=processes,
         dashboard_address=":0",
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # task errors reach the client, which says them once
     )
     client = Client(cluster)
     _quiet_distributed()

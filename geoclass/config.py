@@ -79,6 +79,14 @@ class Chain(_Section):
             return value.split()
         return value
 
+    @field_validator("list_tile")
+    @classmethod
+    def _some_tile(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("lists no tile: name at least one, e.g. [T31TCJ] (or iota2's "
+                             "'T31TCJ T31TDJ')")
+        return value
+
 
 class SensorOptions(_Section):
     """Per-sensor options: the regular date grid of the gap-filled series."""
@@ -302,6 +310,8 @@ class DaskOptions(_Section):
     threads_per_worker: int | None = Field(default=None, ge=1)
     memory_limit: str | None = None
     chunk_size: int = Field(default=512, ge=16)
+    # seconds during which every worker may stay paused (out of memory) before a step stops
+    stall_timeout: float = Field(default=120, gt=0)
 
 
 class Config(_Section):
@@ -317,6 +327,14 @@ class Config(_Section):
     dask: DaskOptions = DaskOptions()
 
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _fusion_needs_runs(self):
+        if self.classification.merge_final_classifications.enable and self.chain.runs < 2:
+            raise ValueError("classification.merge_final_classifications fuses the maps of "
+                             f"several runs, but chain.runs is {self.chain.runs}: set "
+                             "chain.runs >= 2 or disable the fusion")
+        return self
 
     @model_validator(mode="after")
     def _autocontext_inputs(self):
@@ -356,6 +374,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             message = "unknown key (check its spelling and section)"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "value_error":
+            message = str(item.get("ctx", {}).get("error", message))
         lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 

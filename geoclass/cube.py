@@ -22,7 +22,7 @@ from geoclass.atomic import atomic_output, fingerprint
 from geoclass.cluster import compute
 from geoclass.config import Config, SensorOptions
 from geoclass.errors import InputError
-from geoclass.grid import TileGrid
+from geoclass.grid import TileGrid, crs_label
 from geoclass.sensors import (
     SensorSeries,
     StacSeries,
@@ -374,7 +374,7 @@ def _overlapping(series: SensorSeries, grid: TileGrid) -> SensorSeries:
         left, bottom, right, top = grid.bounds
         raise InputError([f"{series.sensor}: no file of tile {series.tile} overlaps the tile "
                           f"grid ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f} in "
-                          f"{grid.crs.to_string() or 'its CRS'}), e.g. "
+                          f"{crs_label(grid.crs)}), e.g. "
                           f"{series.acquisitions[0].bands[0].path}"])
     if len(kept) == len(series.acquisitions):
         return series
@@ -401,6 +401,8 @@ def find_sources(config: Config, tile: str) -> TileSources:
         raise InputError(["no input data: set chain.s2_path, s2_s2c_path, l8_path, l8_path_old, "
                           "s1_path, series_path, stac_path or user_feat_path"])
     grid = series[0].grid if series else user.grid
+    if grid.crs is not None and grid.crs.is_geographic:
+        raise InputError([geographic_grid_problem(grid)])
     if series and chain.spatial_resolution and chain.spatial_resolution != grid.resolution:
         grid = grid.with_resolution(chain.spatial_resolution)
     problems = []
@@ -408,6 +410,21 @@ def find_sources(config: Config, tile: str) -> TileSources:
     if problems:
         raise InputError(problems)
     return TileSources(tile, series, user, grid)
+
+
+def geographic_grid_problem(grid: TileGrid) -> str:
+    """A tile grid in degrees: distances (boundary fusion) and areas need metres; name the
+    UTM zone of the tile to map in instead."""
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
+    lon, lat = (west + east) / 2, (south + north) / 2
+    zone = int((lon + 180) // 6) % 60 + 1
+    epsg = (32600 if lat >= 0 else 32700) + zone
+    return (f"tile {grid.name}: its files are in a geographic CRS ({crs_label(grid.crs)}, "
+            "degrees); geoclass maps on a projected grid in metres: set chain.proj, e.g. "
+            f"EPSG:{epsg} (UTM zone {zone}{'N' if lat >= 0 else 'S'}), and "
+            "chain.spatial_resolution in metres")
 
 
 def sensor_options(config: Config, sensor: str) -> SensorOptions:
@@ -468,20 +485,26 @@ def tile_cube(config: Config, sources: TileSources, dates: dict[str, list[dt.dat
         tile=grid.name,
         crs_wkt=grid.crs.to_wkt(),
         grid_transform=list(grid.transform)[:6],
+        chunk=grid.chunk,
         dates={s: [d.isoformat() for d in v] for s, v in dates.items()},
     )
     return ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
 
 
 def grid_of_cube(ds: xr.Dataset, chunk: int | None = None) -> TileGrid:
-    """The tile grid a cube was built on."""
+    """The tile grid a cube was built on, chunked as the cube (its stored chunk size; for a
+    tile smaller than a chunk in one direction the chunk is not its height, nor its width)."""
+    if chunk is None:
+        chunk = ds.attrs.get("chunk")
+    if chunk is None:
+        chunk = max(max(ds.chunks["y"]), max(ds.chunks["x"])) if ds.chunks else 1024
     return TileGrid(
         ds.attrs["tile"],
         CRS.from_wkt(ds.attrs["crs_wkt"]),
         Affine(*ds.attrs["grid_transform"]),
         ds.sizes["x"],
         ds.sizes["y"],
-        chunk or (max(ds.chunks["y"]) if ds.chunks else 1024),
+        int(chunk),
     )
 
 
@@ -555,9 +578,9 @@ def build_cubes(config: Config, force: bool = False) -> dict[str, Path]:
         path = cube_path(config, tile)
         stamp = fingerprint(src.files(), _cube_settings(config, dates))
         if not force and path.exists() and _stored_fingerprint(path) == stamp:
-            log.debug("cube of %s is up to date: %s", tile, path)
+            log.info("cube of %s is up to date: %s", tile, path)
         else:
-            log.info("building the cube of %s (%d x %d px)", tile, *src.grid.shape)
+            log.info("building the cube of %s (%d x %d px)", tile, src.grid.width, src.grid.height)
             ds = tile_cube(config, src, dates)
             ds.attrs["geoclass_fingerprint"] = stamp
             with atomic_output(path) as tmp:

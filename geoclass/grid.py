@@ -50,13 +50,13 @@ class TileGrid:
 
     def windows(self) -> Iterator[Window]:
         """The chunk windows, row by row."""
-        row = 0
-        for h in self.chunks[0]:
-            col = 0
-            for w in self.chunks[1]:
-                yield Window(col, row, w, h)
-                col += w
-            row += h
+        for _, window in self.block_windows():
+            yield window
+
+    def block_windows(self) -> Iterator[tuple[tuple[int, int], Window]]:
+        """((row, column) index of each chunk, its window), row by row: the same blocks as a
+        dask array chunked with `chunks`."""
+        return block_windows(self.chunks)
 
     def window_transform(self, window: Window) -> Affine:
         return self.transform @ Affine.translation(window.col_off, window.row_off)
@@ -70,14 +70,59 @@ class TileGrid:
         return TileGrid(self.name, self.crs, transform, width, height, self.chunk)
 
 
+def crs_label(crs: CRS) -> str:
+    """A short name of a CRS for messages: its EPSG code, else its projection's name."""
+    epsg = crs.to_epsg()
+    if epsg:
+        return f"EPSG:{epsg}"
+    from pyproj import CRS as ProjCRS
+
+    proj = ProjCRS.from_user_input(crs.to_wkt())
+    method = proj.coordinate_operation.method_name if proj.coordinate_operation else proj.name
+    return f"{method} (no EPSG code)"
+
+
+def block_windows(chunks) -> Iterator[tuple[tuple[int, int], Window]]:
+    """((row, column) block index, window) of every block of a (y, x) chunking, row by row."""
+    row = 0
+    for r, h in enumerate(chunks[0]):
+        col = 0
+        for c, w in enumerate(chunks[1]):
+            yield (r, c), Window(col, row, w, h)
+            col += w
+        row += h
+
+
+def north_up_problem(transform: Affine, source: str) -> str | None:
+    """Why a raster's geotransform cannot define a tile grid (rotated, south-up, or
+    non-square pixels), with the fix; None when it can."""
+    if transform.b != 0 or transform.d != 0:
+        return (f"{source}: rotated geotransform {tuple(transform)[:6]}; geoclass needs "
+                "north-up rasters: warp it first (gdalwarp in.tif out.tif)")
+    if transform.e > 0 or transform.a < 0:
+        return (f"{source}: south-up or east-to-west geotransform (pixel size "
+                f"{transform.a}, {transform.e}); geoclass needs north-up rasters: warp it "
+                "first (gdalwarp in.tif out.tif)")
+    if not np.isclose(transform.a, -transform.e, rtol=1e-9, atol=0):
+        return (f"{source}: non-square pixels ({transform.a} x {-transform.e}); set "
+                "chain.spatial_resolution so that the tile grid has square pixels")
+    return None
+
+
 def _split(size: int, chunk: int) -> tuple[int, ...]:
     full, rest = divmod(size, chunk)
     return (chunk,) * full + ((rest,) if rest else ())
 
 
 def grid_of_raster(path, name: str, chunk: int = 1024) -> TileGrid:
-    """The grid of a raster file."""
+    """The grid of a raster file (InputError naming the file if it is not north-up with
+    square pixels)."""
     import rasterio
 
+    from geoclass.errors import InputError
+
     with rasterio.open(path) as src:
+        problem = north_up_problem(src.transform, str(path))
+        if problem:
+            raise InputError([problem])
         return TileGrid(name, src.crs, src.transform, src.width, src.height, chunk)

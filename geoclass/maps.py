@@ -20,7 +20,7 @@ from geoclass.cog import write_cog
 from geoclass.config import Config
 from geoclass.cube import cube_path, grid_of_cube, open_cube
 from geoclass.fusion import dempster_shafer, majority_vote, mob_masses
-from geoclass.grid import TileGrid
+from geoclass.grid import TileGrid, crs_label
 from geoclass.metrics import confusion_matrix
 from geoclass.mosaic import (
     PROBA_NODATA,
@@ -119,7 +119,7 @@ def mosaic(config: Config, force: bool = False) -> list[Path]:
     manifest = Path(config.chain.output_path) / "mosaic" / "manifest.json"
     settings, outputs = _settings(config), expected_outputs(config)
     if step_is_current(manifest, settings, outputs, force):
-        log.debug("final maps are up to date")
+        log.info("final maps are up to date")
         return outputs
     manifest.unlink(missing_ok=True)
     grids = tile_grids(config)
@@ -127,7 +127,7 @@ def mosaic(config: Config, force: bool = False) -> list[Path]:
     table = load_class_table(config)
     probabilities = config.classification.enable_probability_map
     final = final_dir(config)
-    log.info("mosaic grid: %d x %d px in %s", grid.width, grid.height, grid.crs.to_string())
+    log.info("mosaic grid: %d x %d px in %s", grid.width, grid.height, crs_label(grid.crs))
     for run, paths in tile_maps.items():
         tiles = [TileMap(str(paths[t]), grids[t]) for t in config.chain.list_tile]
         stacked = lazy_mosaic(tiles, grid, len(table.codes), probabilities)

@@ -107,16 +107,18 @@ def _name(code: int, names: dict[int, str] | None) -> str:
 def scores(confusion: np.ndarray, classes: list[int], names: dict[int, str] | None = None) -> dict:
     """JSON-ready figures of one confusion matrix (rows = reference, columns = prediction).
 
-    overall_accuracy, kappa (Cohen), n_samples, macro_f1 (mean F1 over the classes present in
-    the reference or the prediction) and per_class: code, name, precision, recall, f1, support
-    (reference count) and predicted (prediction count). Zero divisions give 0.0."""
+    overall_accuracy, kappa (Cohen), n_samples, macro_f1 (mean F1 over the classes that have
+    validation pixels), not_measured (the names of the classes without any: their recall
+    and F1 are None, not 0, and they do not count in macro_f1) and per_class: code, name,
+    precision, recall, f1, support (reference count) and predicted (prediction count)."""
     confusion = np.asarray(confusion)
     support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
     precision, recall, f1 = precisions(confusion), recalls(confusion), f1_scores(confusion)
-    present = (support > 0) | (predicted > 0)
+    measured = support > 0
     per_class = [
         {"code": int(code), "name": _name(code, names), "precision": float(precision[i]),
-         "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i]),
+         "recall": float(recall[i]) if measured[i] else None,
+         "f1": float(f1[i]) if measured[i] else None, "support": int(support[i]),
          "predicted": int(predicted[i])}
         for i, code in enumerate(classes)
     ]
@@ -124,16 +126,21 @@ def scores(confusion: np.ndarray, classes: list[int], names: dict[int, str] | No
         "overall_accuracy": overall_accuracy(confusion),
         "kappa": cohen_kappa(confusion),
         "n_samples": int(confusion.sum()),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[measured].mean()) if measured.any() else 0.0,
+        "not_measured": [_name(c, names) for c, m in zip(classes, measured) if not m],
         "per_class": per_class,
     }
 
 
 def spread(values: list[float]) -> dict:
-    """mean, std (ddof=1) and the 95 % CI half-width t(0.975, n-1) * std / sqrt(n).
+    """mean, std (ddof=1) and the 95 % CI half-width t(0.975, n-1) * std / sqrt(n) of the
+    values that were measured (None: not measured, e.g. the F1 of a class without
+    validation pixel in that run).
 
-    With a single value std and ci95 are None (undefined)."""
-    values = np.asarray(values, np.float64)
+    With a single value std and ci95 are None (undefined); all None gives all None."""
+    if len(values) and all(v is None for v in values):
+        return {"mean": None, "std": None, "ci95": None}  # never measured
+    values = np.asarray([v for v in values if v is not None], np.float64)
     n = values.size
     if n == 0:
         raise ValueError("no value to summarize")
@@ -208,9 +215,14 @@ def _class_table(per_class: list[dict], labels: list[str]) -> list[str]:
     width = max(len("class"), *(len(label) for label in labels))
     lines = [f"{'class':<{width}}  {'precision':>9}  {'recall':>9}  {'F1':>9}  {'support':>9}"]
     for label, entry in zip(labels, per_class):
-        lines.append(f"{label:<{width}}  {entry['precision']:>9.4f}  {entry['recall']:>9.4f}"
-                     f"  {entry['f1']:>9.4f}  {entry['support']:>9d}")
+        lines.append(f"{label:<{width}}  {_cell(entry['precision'])}  {_cell(entry['recall'])}"
+                     f"  {_cell(entry['f1'])}  {entry['support']:>9d}")
     return lines
+
+
+def _cell(value: float | None) -> str:
+    """A score in a 9-wide column; 'n/a' when not measured."""
+    return f"{'n/a':>9}" if value is None else f"{value:>9.4f}"
 
 
 def format_run_report(confusion: np.ndarray, scores_dict: dict, classes: list[int],
@@ -225,11 +237,16 @@ def format_run_report(confusion: np.ndarray, scores_dict: dict, classes: list[in
               f"Macro F1: {scores_dict['macro_f1']:.4f}",
               f"Samples: {scores_dict['n_samples']}", ""]
     lines += _class_table(scores_dict["per_class"], class_labels(classes, names))
+    if scores_dict.get("not_measured"):
+        lines += ["", "Not measured (no validation pixel; left out of the macro F1): "
+                  + ", ".join(scores_dict["not_measured"])]
     return "\n".join(lines) + "\n"
 
 
 def _mean_ci(figure: dict, n_runs: int) -> str:
-    """'0.912 +- 0.010 (95 % CI, 3 runs)', or '0.912 (1 run, no CI)'."""
+    """'0.912 +- 0.010 (95 % CI, 3 runs)', '0.912 (1 run, no CI)', or 'not measured'."""
+    if figure["mean"] is None:
+        return "not measured (no validation pixel)"
     if figure["ci95"] is None:
         return f"{figure['mean']:.3f} ({n_runs} run, no CI)"
     return f"{figure['mean']:.3f} +- {figure['ci95']:.3f} (95 % CI, {n_runs} runs)"

@@ -8,16 +8,20 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
-from geoclass.atomic import record_step, step_is_current
+import dask
+
+from geoclass import logs
+from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.check import require_valid_inputs
 from geoclass.classify import classify, load_class_table
 from geoclass.config import Config
 from geoclass.cube import build_cubes, cube_path, open_cube
 from geoclass.errors import InputError
 from geoclass.maps import final_dir, mosaic
+from geoclass.memory import check_workers
 from geoclass.samples import sample
 from geoclass.train import train
 from geoclass.validate import assess
@@ -25,11 +29,14 @@ from geoclass.validate import assess
 log = logging.getLogger(__name__)
 
 MARKER = ".geoclass_run.json"
+WARNINGS = "warnings.txt"
 OUTPUT_FOLDERS = ("cubes", "samples", "model", "classif", "mosaic", "final", "logs")
 
 
-def check(config: Config, force: bool = False) -> None:
-    require_valid_inputs(config)
+def check(config: Config, force: bool = False):
+    report = require_valid_inputs(config)
+    log.info("every input check passed")
+    return report
 
 
 def make_report(config: Config, force: bool = False) -> Path:
@@ -44,8 +51,9 @@ def make_report(config: Config, force: bool = False) -> Path:
                                       .read_text()),
              "config": config.model_dump_json(by_alias=True)}
     page = final / "report.html"
-    if step_is_current(manifest, stamp, [page], force):
-        log.debug("the report is up to date")
+    notes = final / WARNINGS
+    if step_is_current(manifest, stamp, [page, notes], force):
+        log.info("the report is up to date")
         return page
     table = load_class_table(config)
     fused = final / "Classifications_fusion.tif"
@@ -53,12 +61,17 @@ def make_report(config: Config, force: bool = False) -> Path:
     classes = [{"code": c.code, "name": c.name, "color": list(c.color)} for c in table.classes]
     settings = config.model_dump(mode="json", by_alias=True, exclude_none=True)
     manifest.unlink(missing_ok=True)
+    warnings = run_warnings(config, metrics)
+    for warning in warnings:
+        log.warning(warning)
     write_report(
         page, title=f"geoclass report: {Path(config.chain.output_path).name}",
         settings=settings, classes=classes, map_path=map_path, runs=metrics["runs"],
         summary=metrics["summary"] if config.chain.runs > 1 else None,
         fusion=(metrics["fusion"] or {}).get("scores"),
-        areas=class_areas(map_path, table.codes), warnings=run_warnings(config, metrics))
+        areas=class_areas(map_path, table.codes), warnings=warnings)
+    with atomic_output(notes) as tmp:
+        tmp.write_text("".join(f"{w}\n" for w in warnings), encoding="utf-8")
     record_step(manifest, stamp)
     return page
 
@@ -83,6 +96,12 @@ def run_warnings(config: Config, metrics: dict) -> list[str]:
             warnings.append(f"tile {tile}: few clear dates (mean {mean:.1f} per pixel, "
                             f"{100 * empty:.1f} % of pixels never clear)")
     return warnings
+
+
+def read_run_warnings(config: Config) -> list[str]:
+    """The warnings of the last report (`final/warnings.txt`), if any."""
+    path = final_dir(config) / WARNINGS
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 STEPS: dict[str, Callable] = {
@@ -139,26 +158,6 @@ def mark_output(config: Config) -> None:
                                       "created": dt.datetime.now().isoformat()}))
 
 
-@contextmanager
-def log_to_file(config: Config):
-    """Copy geoclass's log records to `output_path/logs/geoclass-<time>.log`."""
-    folder = Path(config.chain.output_path) / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"geoclass-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    logger = logging.getLogger("geoclass")
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield path
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-
-
 def _active_client():
     from distributed import get_client
 
@@ -168,31 +167,66 @@ def _active_client():
         return None
 
 
-def run_chain(config: Config, from_step: str | None = None, only_step: str | None = None,
-              overwrite: bool = False) -> dict:
-    """Run the chain on the active dask client (or a new LocalCluster if there is none).
-    `from_step`: redo that step and every later one; `only_step`: redo that step alone (and
-    whatever it needs that is missing). Returns the accuracy figures (`final/metrics.json`)."""
-    for name in (from_step, only_step):
+def _selected(from_step, only_step, until) -> list[str]:
+    for name in (from_step, only_step, until):
         if name is not None and name not in STEPS:
             raise InputError([f"unknown step {name!r}; steps: {', '.join(STEPS)}"])
     names = list(STEPS)
-    first = names.index(from_step) if from_step else 0
-    claim_output(config, overwrite)
-    if only_step in (None, "check"):
-        log.info("checking the inputs")
-        check(config)  # before anything is written
-    mark_output(config)
-    remove_stale_temporaries(config)
+    if only_step:
+        return [only_step]
+    return names[:names.index(until) + 1] if until else names
+
+
+def run_steps(config: Config, from_step: str | None = None, only_step: str | None = None,
+              until: str | None = None, force: tuple[str, ...] = (), overwrite: bool = False,
+              cluster: dict | None = None) -> dict:
+    """Run the selected steps in order: every step (or those `until` one, or `only_step`
+    alone), redoing `from_step` and every later one, `only_step` and the steps in `force`
+    even if up to date. The input checks run first, before anything is written and before
+    the dask cluster starts; then the steps run on the cluster `cluster` describes (the
+    options of `cluster.dask_client`: the command line's), else on the active client, else
+    on a new LocalCluster. Returns each step's result."""
     from geoclass.cluster import dask_client
 
-    cluster = nullcontext() if _active_client() else dask_client(config.dask)
-    with log_to_file(config) as log_path, cluster:
+    selected = _selected(from_step, only_step, until)
+    names = list(STEPS)
+    first = names.index(from_step) if from_step else len(names)
+    claim_output(config, overwrite)
+    results = {}
+    total = len(selected)
+    if "check" in selected:  # before anything is written, before the cluster starts
+        with logs.running("check"):
+            log.info("step 1/%d: check", total)
+            results["check"] = check(config)
+    mark_output(config)
+    remove_stale_temporaries(config)
+    if cluster is None and _active_client():
+        session = nullcontext()  # a notebook's client
+    else:
+        session = dask_client(config.dask, **(cluster or {}))
+    stall = {"geoclass.stall-timeout": config.dask.stall_timeout}
+    with logs.log_to_file(Path(config.chain.output_path) / "logs") as log_path, session, \
+            dask.config.set(stall):
         log.info("log file: %s", log_path)
-        selected = [only_step] if only_step else names[1:]
+        shape = getattr(results.get("check"), "shape", None)
+        if shape is not None:
+            check_workers(_active_client(), config.dask.chunk_size, shape)
         for number, name in enumerate(selected, start=1):
-            log.info("step %d/%d: %s", number, len(selected), name)
-            force = name == only_step or (from_step is not None and names.index(name) >= first)
-            STEPS[name](config, force=force)
+            if name == "check":
+                continue
+            with logs.running(name):
+                log.info("step %d/%d: %s", number, total, name)
+                redo = name in force or name == only_step or names.index(name) >= first
+                results[name] = STEPS[name](config, force=redo)
+    return results
+
+
+def run_chain(config: Config, from_step: str | None = None, only_step: str | None = None,
+              overwrite: bool = False, cluster: dict | None = None) -> dict:
+    """Run the chain on the active dask client (or a new LocalCluster if there is none).
+    `from_step`: redo that step and every later one; `only_step`: redo that step alone (and
+    whatever it needs that is missing). Returns the accuracy figures (`final/metrics.json`)."""
+    run_steps(config, from_step=from_step, only_step=only_step, overwrite=overwrite,
+              cluster=cluster)
     metrics = final_dir(config) / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.exists() else {}

@@ -35,7 +35,7 @@ def shapes_by_window(
         return out
     tree = gdf.sindex
     geoms, values = gdf.geometry.values, gdf[column].to_numpy()
-    for index, window in _indexed_windows(grid):
+    for index, window in grid.block_windows():
         box = bounds(window, grid.transform)
         hits = tree.query(shapely.box(*box), predicate="intersects")
         if len(hits):
@@ -44,19 +44,13 @@ def shapes_by_window(
     return out
 
 
-def _indexed_windows(grid: TileGrid):
-    n_cols = len(grid.chunks[1])
-    for k, window in enumerate(grid.windows()):
-        yield divmod(k, n_cols), window
-
-
 def lazy_rasterize(
     gdf: gpd.GeoDataFrame, column: str, grid: TileGrid, dtype=np.int32, fill: int = 0
 ) -> da.Array:
     """A (y, x) dask array of `column` burnt on `grid`; `gdf` must be in the grid's CRS."""
     per_window = shapes_by_window(gdf, column, grid)
     rows = []
-    blocks = dict(_indexed_windows(grid))
+    blocks = dict(grid.block_windows())
     for r, h in enumerate(grid.chunks[0]):
         row = []
         for c, w in enumerate(grid.chunks[1]):

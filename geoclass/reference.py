@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import colorsys
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
+from geoclass.atomic import atomic_output
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 
@@ -51,6 +50,9 @@ def check_ground_truth(
     problems = []
     if not (name[:1].isascii() and name[:1].isalpha()):
         problems.append(f"{name}: the file name must start with a letter (iota2 rule); rename it")
+    if gdf.empty:
+        return problems + [f"{name}: the file has no feature (no polygon, no point): give it "
+                           "the labelled polygons or points of the ground truth"]
     points = is_point_file(gdf)
     if points:
         problems += _check_points(gdf, name, tiles)
@@ -77,6 +79,9 @@ def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) 
         gdf = read_vector(path)
     except InputError as err:
         return err.problems
+    if gdf.empty:
+        return [f"{name}: the file has no polygon: give it the region polygons, or leave "
+                "chain.region_path out (the whole area is then region 1)"]
     problems = _check_polygons(gdf, name, "regions", tiles, repair=False)
     if _has_field(gdf, name, region_field, problems):
         bad = [(fid, v) for fid, v in gdf[region_field].items() if as_int(v) is None]
@@ -496,20 +501,13 @@ def check_class_table_inputs(
 
 
 def write_class_table(table: ClassTable, path) -> None:
-    """Write iota2's `*_table.csv` (USER_LABEL,GEOCLASS_LABEL,RED,GREEN,BLUE) atomically."""
-    path = Path(path)
+    """Write iota2's `*_table.csv` (USER_LABEL,GEOCLASS_LABEL,RED,GREEN,BLUE) atomically,
+    readable by all as any output file (the umask decides)."""
     lines = ["USER_LABEL,GEOCLASS_LABEL,RED,GREEN,BLUE"]
     for c in table.classes:
-        lines.append(", ".join([_csv_field(c.user_label), str(c.code), *map(str, c.color)]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        lines.append(",".join([_csv_field(c.user_label), str(c.code), *map(str, c.color)]))
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
 
 
 def _csv_field(text: str) -> str:

@@ -209,20 +209,28 @@ def _per_class_stats(runs: list[dict]) -> list[dict]:
             item = stats.setdefault(int(entry["code"]), {"code": int(entry["code"]),
                                                          "name": entry["name"]})
             for key in ("precision", "recall", "f1", "support"):
-                item.setdefault(key, []).append(float(entry[key]))
+                value = entry[key]  # None: not measured (no validation pixel)
+                item.setdefault(key, []).append(np.nan if value is None else float(value))
     return list(stats.values())
 
 
 def _std(values: list[float]) -> float:
-    """Sample standard deviation (0 for a single value)."""
+    """Sample standard deviation of the measured values (0 for a single one)."""
+    values = [v for v in values if not np.isnan(v)]
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the measured values (NaN: none measured)."""
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _f1_figure(stats: list[dict], colors: dict, n_runs: int) -> str:
     """Per-class F1 bars (mean across runs, with the standard deviation when several)."""
     fig = _new_figure(max(5.0, 0.5 * len(stats) + 2), 4)
     ax = fig.add_subplot()
-    means = [float(np.mean(s["f1"])) for s in stats]
+    means = [_mean(s["f1"]) for s in stats]
     errors = [_std(s["f1"]) for s in stats] if n_runs > 1 else None
     ax.bar(range(len(stats)), means, yerr=errors, capsize=4, edgecolor="#333",
            color=[colors.get(s["code"], (0.5, 0.5, 0.5)) for s in stats])
@@ -345,8 +353,8 @@ def _per_class_html(stats: list[dict], colors: dict, n_runs: int) -> str:
     rows = []
     for s in stats:
         rows.append([_esc(s["code"]), _swatch_name(s["code"], s["name"], colors),
-                     _num(np.mean(s["precision"])), _num(np.mean(s["recall"])),
-                     _num(np.mean(s["f1"])), _num(_std(s["f1"])),
+                     _num(_mean(s["precision"])), _num(_mean(s["recall"])),
+                     _num(_mean(s["f1"])), _num(_std(s["f1"])),
                      _num(np.mean(s["support"]), 0)])
     note = f'<p class="muted">Means over {n_runs} run{"s" if n_runs != 1 else ""}.</p>'
     headers = ["Code", "Class", "Precision", "Recall", "F1", "F1 std", "Support"]

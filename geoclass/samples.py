@@ -188,11 +188,13 @@ def _tile_windows(cube, pieces: gpd.GeoDataFrame, grid: TileGrid):
     local = pieces.to_crs(grid.crs)
     if is_point_file(local):
         local = local.set_geometry(snapped_points(local.geometry.values, grid))
+    if grid.chunks != cube.validity.data.chunks:
+        raise ValueError(f"tile {grid.name}: grid chunks {grid.chunks} differ from the cube's "
+                         f"{cube.validity.data.chunks}")
     per_window = shapes_by_window(local, "piece", grid)
-    windows = dict(enumerate(grid.windows()))
-    n_cols = len(grid.chunks[1])
+    windows = dict(grid.block_windows())
     for (r, c), shapes in sorted(per_window.items()):
-        yield (windows[r * n_cols + c], shapes, cube.validity.data.blocks[r, c],
+        yield (windows[r, c], shapes, cube.validity.data.blocks[r, c],
                cube.features.data.blocks[0, r, c])
 
 
@@ -234,7 +236,7 @@ def sample(config: Config, force: bool = False) -> Path:
     settings = _settings(config, cube_paths)
     manifest = out_dir / "manifest.json"
     if step_is_current(manifest, settings, force=force):
-        log.debug("samples are up to date: %s", out_dir)
+        log.info("samples are up to date: %s", out_dir)
         return out_dir
     external = read_external(config) if config.chain.external_samples else None
     pieces, table = reference_pieces(config, external)

@@ -20,6 +20,8 @@ from rasterio.features import rasterize
 from scipy.ndimage import gaussian_filter, shift, zoom
 from scipy.spatial import cKDTree
 
+from geoclass.errors import GeoclassError
+
 BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 BANDS_20M = frozenset({"B5", "B6", "B7", "B8A", "B11", "B12"})
 NODATA = -10000
@@ -148,7 +150,7 @@ def class_archetypes(classes: int) -> list[Archetype]:
     table = list(ARCHETYPES)
     table += [replace(by_name[base], name=name, **changes) for name, base, changes in VARIANTS]
     if not 2 <= classes <= len(table):
-        raise ValueError(f"classes must be in 2..{len(table)}, got {classes}")
+        raise SceneOptionError(f"classes must be in 2..{len(table)}, got {classes}")
     return table[:classes]
 
 
@@ -169,8 +171,8 @@ def tile_name(k: int) -> str:
     return f"T31T{columns[k % len(columns)]}{rows[(k // len(columns)) % len(rows)]}"
 
 
-def tile_transform(k: int, size: int) -> Affine:
-    return Affine(RES, 0.0, X0 + k * size * RES, 0.0, -RES, Y_TOP)
+def tile_transform(k: int, size: int, res: float = RES) -> Affine:
+    return Affine(res, 0.0, X0 + k * size * res, 0.0, -res, Y_TOP)
 
 
 def acquisition_dates(seed: int, tiles: int, dates: int) -> list[list[dt.date]]:
@@ -201,7 +203,8 @@ def product_name(tile: str, date: dt.date, index: int, rng: np.random.Generator)
 # ---------------------------------------------------------------- regions and parcels
 
 
-def region_polygons(seed: int, regions: int, tiles: int, size: int) -> list[shapely.Geometry]:
+def region_polygons(seed: int, regions: int, tiles: int, size: int,
+                    res: float = RES) -> list[shapely.Geometry]:
     """Slanted, wavy bands across the scene, one per region, cutting through tiles and parcels."""
     width, height = tiles * size, size  # pixels
     rng = _rng(seed, _REGIONS)
@@ -216,11 +219,11 @@ def region_polygons(seed: int, regions: int, tiles: int, size: int) -> list[shap
         wave = amp * np.sin(2 * np.pi * rows / (height / 1.5) + phase)
         edges.append(k * step + offset + slope * (rows - height / 2) + wave)
     edges.append(np.full_like(rows, 2.0 * width))
-    scene = shapely.box(X0, Y_TOP - height * RES, X0 + width * RES, Y_TOP)
+    scene = shapely.box(X0, Y_TOP - height * res, X0 + width * res, Y_TOP)
     polygons = []
     for left, right in zip(edges[:-1], edges[1:]):
         cols = np.concatenate([left, right[::-1]])
-        ring = np.column_stack([X0 + cols * RES, Y_TOP - np.concatenate([rows, rows[::-1]]) * RES])
+        ring = np.column_stack([X0 + cols * res, Y_TOP - np.concatenate([rows, rows[::-1]]) * res])
         polygons.append(shapely.intersection(shapely.Polygon(ring), scene))
     return polygons
 
@@ -239,10 +242,11 @@ class Parcels:
     soil: np.ndarray  # background brightness factor (field x region)
 
 
-def make_parcels(seed: int, tiles: int, size: int, classes: int, regions: list) -> Parcels:
+def make_parcels(seed: int, tiles: int, size: int, classes: int, regions: list,
+                 res: float = RES) -> Parcels:
     """Parcels, their regions, the ground-truth subset and a class per parcel."""
     rng = _rng(seed, _PARCELS)
-    width, height = tiles * size * RES, size * RES
+    width, height = tiles * size * res, size * res
     n = max(classes * len(regions), int(round(tiles * size * size / PARCEL_AREA)))
     seeds = np.column_stack([X0 + rng.uniform(0, width, n), Y_TOP - rng.uniform(0, height, n)])
     scene = shapely.box(X0, Y_TOP - height, X0 + width, Y_TOP)
@@ -253,7 +257,7 @@ def make_parcels(seed: int, tiles: int, size: int, classes: int, regions: list) 
     region = majority_region(cells, regions)
     # Ground truth: ~40 % of the parcels big enough to keep pure pixels once shrunk,
     # drawn per region; classes dealt round-robin so every class is in every region.
-    usable = shapely.area(shrink(cells)) >= 16 * RES * RES
+    usable = shapely.area(shrink(cells, res)) >= 16 * res * res
     cls = rng.integers(0, classes, n)
     ground_truth = np.zeros(n, bool)
     for r in range(len(regions)):
@@ -293,21 +297,21 @@ def region_effects(seed: int, regions: int) -> tuple[np.ndarray, np.ndarray, np.
     return shift_days, gain, soil
 
 
-def shrink(cells: np.ndarray) -> np.ndarray:
+def shrink(cells: np.ndarray, res: float = RES) -> np.ndarray:
     """Polygons one pixel inside: every pixel whose centre they hold lies wholly in the field."""
-    return shapely.buffer(cells, -RES, join_style="mitre")
+    return shapely.buffer(cells, -res, join_style="mitre")
 
 
 def parcel_ids(parcels: Parcels, transform: Affine, size: int) -> np.ndarray:
     """The parcel index of each pixel: Voronoi cells burnt in, any pixel left by nearest seed."""
-    left, top = transform.c, transform.f
-    tile = shapely.box(left, top - size * RES, left + size * RES, top)
+    left, top, res = transform.c, transform.f, transform.a
+    tile = shapely.box(left, top - size * res, left + size * res, top)
     near = shapely.STRtree(parcels.cells).query(tile, predicate="intersects")
     shapes = zip(parcels.cells[near], near.astype(np.int32))
     out = rasterize(shapes, out_shape=(size, size), transform=transform, fill=-1, dtype="int32")
     rows, cols = np.nonzero(out < 0)  # centres exactly on a cell edge, if any
     if len(rows):
-        x, y = left + RES * (cols + 0.5), top - RES * (rows + 0.5)
+        x, y = left + res * (cols + 0.5), top - res * (rows + 0.5)
         out[rows, cols] = cKDTree(parcels.seeds).query(np.column_stack([x, y]))[1]
     return out.astype(np.intp)  # what np.take wants, without a converted copy per call
 
@@ -548,10 +552,12 @@ class Scene:
     layout: str
     r2_20m: bool
     format: str = "theia"
-    series_crs: str | None = None
+    series: object = None  # synth_layouts.SeriesStyle of the `series` format
     s1: bool = False
     stac: object = None  # the STAC writer, gathering items until the catalog is written
     noise: float = 0.08  # pixel noise, relative to the reflectance
+    res: float = RES  # pixel size, metres
+    tiles: int = 1
 
 
 def date_bands(
@@ -595,7 +601,7 @@ def write_products(scene: Scene, info, product: str, bands) -> str:
     if scene.format == "stac":
         return scene.stac.write(info, bands)
     if scene.format == "series":
-        return layouts.write_series(root, info, bands, scene.series_crs)
+        return layouts.write_series(root, info, bands, scene.series)
     return layouts.write_landsat8(root, info, bands)
 
 
@@ -603,7 +609,8 @@ def write_tile(scene: Scene, k: int, dates: list[dt.date], covers: np.ndarray, l
     """Truth raster and every acquisition of tile k; returns the products and cloud fractions."""
     from geoclass import synth_layouts as layouts
 
-    name, transform, size = tile_name(k), tile_transform(k, scene.size), scene.size
+    name, size = tile_name(k), scene.size
+    transform = tile_transform(k, size, scene.res)
     pid = parcel_ids(scene.parcels, transform, size)
     codes = scene.codes.astype(np.uint8 if scene.codes.max() <= 255 else np.uint16)
     (scene.out / "truth").mkdir(parents=True, exist_ok=True)
@@ -630,11 +637,12 @@ def write_tile(scene: Scene, k: int, dates: list[dt.date], covers: np.ndarray, l
     return summary
 
 
-def write_vectors(out: Path, parcels: Parcels, table, codes, regions) -> int:
+def write_vectors(out: Path, parcels: Parcels, table, codes, regions,
+                  res: float = RES) -> int:
     """vector/ground_truth.shp (shrunk fields, class + code) and vector/regions.shp."""
     (out / "vector").mkdir(parents=True, exist_ok=True)
     index = np.flatnonzero(parcels.ground_truth)
-    fields = shrink(parcels.cells[index])
+    fields = shrink(parcels.cells[index], res)
     keep = ~shapely.is_empty(fields)
     # A field pinched in two by the shrinking keeps its largest part.
     polygons = [max(shapely.get_parts(g), key=shapely.area) for g in fields[keep]]
@@ -664,7 +672,8 @@ def write_tables(out: Path, table: list[Archetype]) -> None:
 
 def write_config(
     out: Path, tiles: list[str], size: int, labels: str, seed: int, format: str = "theia",
-    s1: bool = False,
+    s1: bool = False, series=None, res: float = RES, points: bool = False,
+    external: bool = False, chunk_size: int | None = None,
 ) -> Path:
     from geoclass import synth_layouts as layouts
 
@@ -674,23 +683,29 @@ def write_config(
             "output_path": "run",
             "list_tile": tiles,
             key: folder if format != "stac" else f"{folder}/catalog.json",
-            "ground_truth": "vector/ground_truth.shp",
+            "ground_truth": "vector/ground_truth.gpkg" if points else "vector/ground_truth.shp",
             "data_field": "class" if labels == "string" else "code",
             "region_path": "vector/regions.shp",
             "region_field": "region",
             "nomenclature_path": "nomenclature.txt",
             "color_table": "colors.txt",
-            "spatial_resolution": 10,
+            "spatial_resolution": res,
             "ratio": 0.5,
             "runs": 1,
             "random_seed": seed,
         },
-        "dask": {"chunk_size": min(512, max(64, size // 2))},
+        "dask": {"chunk_size": chunk_size or min(512, max(64, size // 2))},
     }
     if format == "series":
-        config["series"] = dict(layouts.SERIES_CONFIG)
+        config["series"] = layouts.series_config(series)
+        if res != RES:  # the grid of the series' files, as a user of such data leaves it
+            del config["chain"]["spatial_resolution"]
     elif format == "stac":
         config["stac"] = dict(layouts.STAC_CONFIG)
+    if external:
+        config["chain"]["external_samples"] = {"path": "samples.csv", "label_field": "class",
+                                               "match": "position"}
+        config["chain"]["ground_truth_role"] = "validation"
     if s1:
         config["chain"]["s1_path"] = "s1"
     path = out / "config.yaml"
@@ -699,6 +714,48 @@ def write_config(
 
 
 # ---------------------------------------------------------------- entry point
+
+
+class SceneOptionError(GeoclassError, ValueError):
+    """An option of the scene generator out of its range (said in the message)."""
+
+
+
+def _check_options(tiles, size, dates, regions, seed, noise, cloud_cover, labels, layout,
+                   r2_20m, format, series_crs, resolution, series_ndvi, series_jp2, points,
+                   external_samples, chunk_size) -> None:
+    """Every option's rule; a ValueError naming the option and the fix."""
+    for name, value, low in (("tiles", tiles, 1), ("regions", regions, 1), ("size", size, 32),
+                             ("seed", seed, 0)):
+        if value < low:
+            raise SceneOptionError(f"{name} must be >= {low}, got {value}")
+    if not 1 <= dates <= MAX_DATES:
+        raise SceneOptionError(f"dates must be in 1..{MAX_DATES}, got {dates}")
+    if noise < 0:
+        raise SceneOptionError(f"noise must be >= 0, got {noise}")
+    if not 0 <= cloud_cover < 1:
+        raise SceneOptionError(f"cloud_cover must be in [0, 1), got {cloud_cover}")
+    if labels not in ("string", "int") or layout not in ("bands", "stack"):
+        raise SceneOptionError("labels must be 'string' or 'int', layout 'bands' or 'stack'")
+    if r2_20m and (size % 2 or layout != "bands"):
+        raise SceneOptionError("r2_20m needs an even size and layout='bands'")
+    if format not in FORMATS:
+        raise SceneOptionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if size % (6 if format == "landsat8" else 2) and format != "theia":
+        raise SceneOptionError(f"format '{format}' needs a size multiple of "
+                         f"{6 if format == 'landsat8' else 2}")
+    series_only = {"series_crs": series_crs, "series_ndvi": series_ndvi,
+                   "series_jp2": series_jp2, "external_samples": external_samples}
+    for name, value in series_only.items():
+        if value and format != "series":
+            raise SceneOptionError(f"{name} applies to format='series' only")
+    if resolution <= 0 or (resolution != RES and format not in ("theia", "series")):
+        raise SceneOptionError("resolution must be > 0, and other than 10 m for the theia and "
+                         "series formats only")
+    if external_samples and not series_ndvi:
+        raise SceneOptionError("external_samples are NDVI series: they need series_ndvi")
+    if points < 0 or external_samples < 0 or (chunk_size is not None and chunk_size < 16):
+        raise SceneOptionError("points and external_samples must be >= 0, chunk_size >= 16")
 
 
 def synth(
@@ -717,6 +774,12 @@ def synth(
     s1: bool = False,
     series_crs: str | None = None,
     noise: float = 0.08,
+    resolution: float = RES,
+    series_ndvi: bool = False,
+    series_jp2: bool = False,
+    points: int = 0,
+    external_samples: int = 0,
+    chunk_size: int | None = None,
 ) -> Path:
     """Write a synthetic scene under `out_dir`; returns the path of its config.yaml.
 
@@ -724,57 +787,59 @@ def synth(
     `stac`, `series` (in `series_crs`, default the tiles' UTM zone) or `landsat8` (30 m: size
     a multiple of 6); every format holds the same reflectances. `s1`: Sentinel-1 VV/VH
     backscatter too, ascending and descending, `dates` dates each. `noise`: the pixel noise's
-    standard deviation, relative to the reflectance (plus 0.01)."""
-    if tiles < 1 or regions < 1 or size < 32 or seed < 0:
-        raise ValueError("need tiles >= 1, regions >= 1, size >= 32 and seed >= 0")
-    if not 1 <= dates <= MAX_DATES:
-        raise ValueError(f"dates must be in 1..{MAX_DATES}, got {dates}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-    if not 0 <= cloud_cover < 1:
-        raise ValueError(f"cloud_cover must be in [0, 1), got {cloud_cover}")
-    if labels not in ("string", "int") or layout not in ("bands", "stack"):
-        raise ValueError("labels must be 'string' or 'int', layout 'bands' or 'stack'")
-    if r2_20m and (size % 2 or layout != "bands"):
-        raise ValueError("r2_20m needs an even size and layout='bands'")
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if size % (6 if format == "landsat8" else 2) and format != "theia":
-        raise ValueError(f"format '{format}' needs a size multiple of "
-                         f"{6 if format == 'landsat8' else 2}")
-    if series_crs is not None and format != "series":
-        raise ValueError("series_crs applies to format='series' only")
+    standard deviation, relative to the reflectance (plus 0.01). `resolution`: the pixel size
+    in metres (theia and series formats). Series only: `series_ndvi` writes one NDVI band
+    per date (MODIS-like: masked pixels as fill values, no mask file, the same dates on every
+    tile); `series_jp2` writes lossy JPEG 2000 files; `external_samples` writes
+    `samples.csv`, that many labelled NDVI series to learn from (matched by position), and
+    the config then keeps the ground truth for validation. `points`: the ground truth is
+    that many points (`vector/ground_truth.gpkg`, EPSG:4326) in the ground-truth fields.
+    `chunk_size`: the config's dask chunk (default: half the tile, 64 to 512)."""
+    from geoclass import synth_layouts as layouts
+
+    _check_options(tiles, size, dates, regions, seed, noise, cloud_cover, labels, layout,
+                   r2_20m, format, series_crs, resolution, series_ndvi, series_jp2, points,
+                   external_samples, chunk_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = class_archetypes(classes)
     codes = np.array([NOMENCLATURE[a.name][0] for a in table])
     names = [tile_name(k) for k in range(tiles)]
     date_lists = acquisition_dates(seed, tiles, dates)
-    region_shapes = region_polygons(seed, regions, tiles, size)
-    parcels = make_parcels(seed, tiles, size, classes, region_shapes)
-    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m, format, series_crs, s1,
-                  noise=noise)
+    if series_ndvi:  # composites: one date grid for every tile
+        date_lists = [date_lists[0]] * tiles
+    region_shapes = region_polygons(seed, regions, tiles, size, resolution)
+    parcels = make_parcels(seed, tiles, size, classes, region_shapes, resolution)
+    style = layouts.SeriesStyle(series_crs, series_ndvi, series_jp2)
+    scene = Scene(out, seed, size, table, codes, parcels, layout, r2_20m, format, style, s1,
+                  noise=noise, res=resolution, tiles=tiles)
     if format == "stac":
-        from geoclass.synth_layouts import StacWriter
-
-        scene.stac = StacWriter(out / FORMAT_PATHS["stac"][0])
+        scene.stac = layouts.StacWriter(out / FORMAT_PATHS["stac"][0])
     summary = {}
     for k, name in enumerate(names):
         covers = cloud_covers(seed, k, len(date_lists[k]), cloud_cover)
         summary[name] = write_tile(scene, k, date_lists[k], covers, last=k == tiles - 1)
     if scene.stac is not None:
         scene.stac.finish()
-    polygons = write_vectors(out, parcels, table, codes, region_shapes)
+    polygons = write_vectors(out, parcels, table, codes, region_shapes, resolution)
+    if points:
+        layouts.ground_truth_points(parcels, table, codes, points, seed, resolution).to_file(
+            out / "vector" / "ground_truth.gpkg")
+    if external_samples:
+        layouts.ndvi_table(scene, date_lists[0], external_samples).to_csv(
+            out / "samples.csv", index=False)
     write_tables(out, table)
     summary_json = {
         "seed": seed,
         "size": size,
-        "resolution": RES,
+        "resolution": resolution,
         "crs": CRS,
         "format": format,
         "layout": layout,
         "r2_20m": r2_20m,
         "series_crs": series_crs,
+        "series_ndvi": series_ndvi,
+        "series_jp2": series_jp2,
         "labels": labels,
         "cloud_cover": cloud_cover,
         "noise": noise,
@@ -786,6 +851,9 @@ def synth(
         "classes": [{"name": a.name, "code": int(c)} for a, c in zip(table, codes)],
         "regions": [str(r + 1) for r in range(regions)],
         "ground_truth_polygons": polygons,
+        "ground_truth_points": points,
+        "external_samples": external_samples,
     }
     (out / "scene.json").write_text(json.dumps(summary_json, indent=1, ensure_ascii=False))
-    return write_config(out, names, size, labels, seed, format, s1)
+    return write_config(out, names, size, labels, seed, format, s1, style, resolution,
+                        bool(points), bool(external_samples), chunk_size)

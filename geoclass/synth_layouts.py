@@ -192,11 +192,10 @@ class StacWriter:
         coarse = info.transform @ Affine.scale(2)
         size = info.size
         when = dt.datetime.combine(info.date, dt.time(10, 50, 31), dt.timezone.utc)
-        left, top = info.transform.c, info.transform.f
+        left, top, res = info.transform.c, info.transform.f, info.transform.a
         box = {"type": "Polygon", "coordinates": [[
-            (left, top), (left + size * base.RES, top), (left + size * base.RES,
-                                                         top - size * base.RES),
-            (left, top - size * base.RES), (left, top)]]}
+            (left, top), (left + size * res, top), (left + size * res, top - size * res),
+            (left, top - size * res), (left, top)]]}
         geometry = transform_geom(base.CRS, "EPSG:4326", box)
         xs, ys = zip(*geometry["coordinates"][0])
         code = info.tile[1:]
@@ -242,54 +241,106 @@ STAC_CONFIG = {"bands": dict(STAC_ASSETS), "cloud_asset": "scl",
 
 
 def series_grid(transform: Affine, size: int, crs: str | None) -> tuple[str, Affine, int, int]:
-    """The grid of the series' files: the tile's, or its footprint in `crs` at 10 m."""
+    """The grid of the series' files: the tile's, or its footprint in `crs` at about the
+    tile's pixel size (GDAL's estimate: not a round number, not square in pixels)."""
     if crs is None:
         return base.CRS, transform, size, size
+    res = transform.a
     left, top = transform.c, transform.f
-    bounds = (left, top - size * base.RES, left + size * base.RES, top)
-    out, w, h = calculate_default_transform(base.CRS, crs, size, size, *bounds,
-                                            resolution=base.RES)
+    bounds = (left, top - size * res, left + size * res, top)
+    if rasterio.crs.CRS.from_user_input(crs).is_geographic:
+        out, w, h = calculate_default_transform(base.CRS, crs, size, size, *bounds)
+    else:
+        out, w, h = calculate_default_transform(base.CRS, crs, size, size, *bounds, resolution=res)
     return crs, out, w, h
 
 
-def lossy_fill(shape, rng: np.random.Generator) -> np.ndarray:
+def lossy_fill(shape, rng: np.random.Generator, fill: int = LOSSY_FILL) -> np.ndarray:
     """Fill values as lossy compression leaves them: near, not at, the fill value."""
-    return (LOSSY_FILL + rng.integers(-40, 41, shape)).astype(np.int16)
+    return (fill + rng.integers(-40, 41, shape)).astype(np.int16)
 
 
-def write_series(root: Path, info: DateInfo, bands: Iterable, crs: str | None = None) -> str:
-    """One 10-band int16 file per date (reflectance x 10000, no nodata tag: masked pixels hold
-    jittered fill values) and a mask file (1 = cloud or shadow), in the tile CRS or `crs`."""
+def ndvi_band(bands: Iterable) -> Iterable:
+    """('NDVI', NDVI) from the B4 and B8 reflectances of a date's bands."""
+    red = nir = None
+    for band, refl in bands:
+        if band == "B4":
+            red = refl.copy()
+        elif band == "B8":
+            nir = refl.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndvi = np.where(nir + red > 0, (nir - red) / (nir + red), 0).astype(np.float32)
+    yield "NDVI", ndvi
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    """How the dated series is written: its CRS, its bands (the reflectances, or NDVI),
+    the raster format (GeoTIFF, or lossy JPEG 2000), and masked pixels as a mask file per
+    date or as (jittered) fill values in the data, as MODIS composites have them."""
+
+    crs: str | None = None
+    ndvi: bool = False
+    jp2: bool = False
+
+    @property
+    def mask_files(self) -> bool:
+        return not self.ndvi
+
+    @property
+    def suffix(self) -> str:
+        return "jp2" if self.jp2 else "tif"
+
+
+def write_series(root: Path, info: DateInfo, bands: Iterable,
+                 style: SeriesStyle = SeriesStyle()) -> str:
+    """One file per date: the 10 reflectance bands (int16 x 10000, no nodata tag: masked
+    pixels hold jittered fill values, plus a mask file: 1 = cloud or shadow), or one NDVI
+    band (int16 x 10000, clouds and edges as jittered fill values, no mask file), as a tiled
+    GeoTIFF or a lossy JPEG 2000, in the tile CRS or `style.crs`."""
     folder = root / info.tile
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"S2_{info.tile}_{info.date:%Y%m%d}.tif"
-    dst_crs, transform, width, height = series_grid(info.transform, info.size, crs)
+    prefix = "NDVI" if style.ndvi else "S2"
+    name = f"{prefix}_{info.tile}_{info.date:%Y%m%d}.{style.suffix}"
+    dst_crs, transform, width, height = series_grid(info.transform, info.size, style.crs)
     rng = base._rng(info.seed, 99, info.k, info.d)
-    nodata = info.nodata()
+    masked = info.nodata() | ((info.clm != 0) if style.ndvi else False)
+    fill = NDVI_FILL if style.ndvi else LOSSY_FILL
+    if style.ndvi:
+        bands = ndvi_band(bands)
 
-    def place(array: np.ndarray, fill: np.ndarray) -> np.ndarray:
-        if crs is None:
+    def place(array: np.ndarray, outside: np.ndarray) -> np.ndarray:
+        if style.crs is None:
             return array
-        out = fill.copy()
+        out = outside.copy()
         reproject(array, out, src_transform=info.transform, src_crs=base.CRS,
                   dst_transform=transform, dst_crs=dst_crs, resampling=Resampling.nearest)
         return out
 
-    profile = dict(driver="GTiff", width=width, height=height, count=len(base.BANDS),
-                   dtype="int16", crs=dst_crs, transform=transform, tiled=True,
-                   blockxsize=256, blockysize=256, compress="deflate")
+    count = 1 if style.ndvi else len(base.BANDS)
+    profile = dict(width=width, height=height, count=count, dtype="int16", crs=dst_crs,
+                   transform=transform)
+    if style.jp2:  # lossy: values (and fill values) come back shifted
+        profile.update(driver="JP2OpenJPEG", QUALITY=25, REVERSIBLE="NO", RESOLUTIONS=1)
+    else:
+        profile.update(driver="GTiff", tiled=True, blockxsize=256, blockysize=256,
+                       compress="deflate")
     with rasterio.open(folder / name, "w", **profile) as dst:
-        for i, (band, refl) in enumerate(bands, 1):
-            values = quantize(refl).astype(np.int16)
-            values[nodata] = lossy_fill(int(nodata.sum()), rng)
-            dst.write(place(values, lossy_fill((height, width), rng)), i)
-            dst.set_band_description(i, band)
-    mask = (info.clm != 0).astype(np.uint8)
-    write(folder / f"MASK_{info.tile}_{info.date:%Y%m%d}.tif",
-          place(mask, np.ones((height, width), np.uint8)), transform, crs=dst_crs)
+        for i, (band, values) in enumerate(bands, 1):
+            scaled = (np.clip(np.rint(values * 10000), -10000, 10000) if style.ndvi
+                      else quantize(values)).astype(np.int16)
+            scaled[masked] = lossy_fill(int(masked.sum()), rng, fill)
+            dst.write(place(scaled, lossy_fill((height, width), rng, fill)), i)
+            if not style.jp2:
+                dst.set_band_description(i, band)
+    if style.mask_files:
+        mask = (info.clm != 0).astype(np.uint8)
+        write(folder / f"MASK_{info.tile}_{info.date:%Y%m%d}.tif",
+              place(mask, np.ones((height, width), np.uint8)), transform, crs=dst_crs)
     return name
 
 
+NDVI_FILL = -3000  # MODIS NDVI's fill value
 SERIES_CONFIG = {
     "pattern": "S2_{tile}_{date:%Y%m%d}.tif",
     "mask_pattern": "MASK_{tile}_{date:%Y%m%d}.tif",
@@ -301,6 +352,17 @@ SERIES_CONFIG = {
     "temporal_resolution": 10,
     "index_bands": {"green": "B3", "red": "B4", "nir": "B8", "swir": "B11"},
 }
+
+
+def series_config(style: SeriesStyle) -> dict:
+    """The `series:` section that reads what `write_series` wrote in `style`."""
+    if not style.ndvi:
+        config = dict(SERIES_CONFIG)
+        config["pattern"] = f"S2_{{tile}}_{{date:%Y%m%d}}.{style.suffix}"
+        return config
+    return {"pattern": f"NDVI_{{tile}}_{{date:%Y%m%d}}.{style.suffix}", "band_names": ["NDVI"],
+            "valid_range": [-2000, 10000], "nodata": None, "scale": 0.0001, "offset": 0,
+            "temporal_resolution": None}
 
 
 # ---------------------------------------------------------------- Landsat-8 (THEIA L2A)
@@ -367,3 +429,74 @@ def write_s1(root: Path, scene, k: int, tile: str, transform: Affine, pid: np.nd
                 write(folder / name, linear, transform, nodata=0)
                 written.setdefault(orbit, []).append(name)
     return written
+
+
+# ---------------------------------------------------------------- point ground truth, tables
+
+
+def ground_truth_points(parcels, table, codes, count: int, seed: int, res: float):
+    """`count` points inside the ground-truth fields (one pixel in from their edges), classes
+    dealt round-robin, in EPSG:4326 (a GeoPackage's usual CRS), with `class` and `code`."""
+    import geopandas as gpd
+    import shapely
+
+    rng = base._rng(seed, 97)
+    fields = np.flatnonzero(parcels.ground_truth)
+    inner = base.shrink(parcels.cells[fields], res)
+    keep = ~shapely.is_empty(inner)
+    fields, inner = fields[keep], inner[keep]
+    by_class = [rng.permutation(np.flatnonzero(parcels.cls[fields] == c))
+                for c in range(len(table))]
+    by_class = [f for f in by_class if len(f)]
+    points, cls = [], []
+    for i in range(count):
+        choices = by_class[i % len(by_class)]
+        field = choices[(i // len(by_class)) % len(choices)]
+        left, bottom, right, top = shapely.bounds(inner[field])
+        while True:  # rejection sampling inside the field
+            point = shapely.Point(rng.uniform(left, right), rng.uniform(bottom, top))
+            if shapely.contains(inner[field], point):
+                break
+        points.append(point)
+        cls.append(parcels.cls[fields[field]])
+    frame = gpd.GeoDataFrame({"class": [table[c].name for c in cls],
+                              "code": codes[np.array(cls)].astype(np.int32)},
+                             geometry=points, crs=base.CRS)
+    return frame.to_crs("EPSG:4326")
+
+
+def ndvi_table(scene, dates: list[dt.date], count: int):
+    """`count` labelled NDVI series (one column per date, in date order: matched to the cube
+    by position) of random pixels, as a field campaign would give them: no clouds, some
+    measurement noise; every class alike, from fields outside the ground truth where the
+    class has some."""
+    import pandas as pd
+
+    rng = base._rng(scene.seed, 98)
+    tiles, n_classes = scene.tiles, len(scene.table)
+    outside = ~scene.parcels.ground_truth
+    wanted = np.bincount(np.arange(count) % n_classes, minlength=n_classes)
+    picks, tries = [], 0
+    while len(picks) < count and tries < 200 * count:
+        tries += 1
+        k = int(rng.integers(tiles))
+        row, col = (int(v) for v in rng.integers(0, scene.size, 2))
+        x, y = base.tile_transform(k, scene.size, scene.res) * (col + 0.5, row + 0.5)
+        parcel = int(np.argmin(((scene.parcels.seeds - (x, y)) ** 2).sum(axis=1)))
+        cls = scene.parcels.cls[parcel]
+        has_outside = (outside & (scene.parcels.cls == cls)).any()
+        if wanted[cls] > 0 and (outside[parcel] or not has_outside):
+            wanted[cls] -= 1
+            picks.append((k, row, col, parcel))
+    parcels = np.array([p[3] for p in picks])
+    textures = {k: base.texture(scene.seed, k, scene.size) for k in {p[0] for p in picks}}
+    tex = np.array([textures[k][row, col] for k, row, col, _ in picks], np.float32)
+    red, nir = base.BANDS.index("B4"), base.BANDS.index("B8")
+    columns = {}
+    for d, date in enumerate(dates):
+        flat, green = base.parcel_spectra(date.timetuple().tm_yday, scene.table, scene.parcels)
+        refl = flat[parcels] + green[parcels] * tex[:, None]
+        ndvi = (refl[:, nir] - refl[:, red]) / (refl[:, nir] + refl[:, red])
+        columns[f"ndvi_{d + 1:02d}"] = np.round(ndvi + rng.normal(0, 0.02, len(ndvi)), 4)
+    labels = [scene.table[c].name for c in scene.parcels.cls[parcels]]
+    return pd.DataFrame({"sample_id": np.arange(1, count + 1), "class": labels, **columns})

@@ -131,7 +131,7 @@ def train(config: Config, force: bool = False) -> dict[tuple[int, int], Path]:
     settings = _settings(config)
     paths = {(region, run): model_path(config, region, run) for region, run in _keys(config)}
     if step_is_current(manifest, settings, paths.values(), force):
-        log.debug("models are up to date")
+        log.info("models are up to date")
         return paths
     jobs = list(_jobs(config))
     if autocontext.enabled(config):

@@ -80,7 +80,7 @@ def assess(config: Config, force: bool = False) -> dict:
     manifest = Path(config.chain.output_path) / "mosaic" / "validation_manifest.json"
     settings = _settings(config)
     if step_is_current(manifest, settings, expected_outputs(config), force):
-        log.debug("accuracy reports are up to date")
+        log.info("accuracy reports are up to date")
         return json.loads((final / "metrics.json").read_text())
     manifest.unlink(missing_ok=True)
     table = load_class_table(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import yaml
 from geoclass.config import load_config
 from geoclass.synth import synth
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The material next to the project root (../shared), or where GEOCLASS_SHARED says
+SHARED = Path(os.environ.get("GEOCLASS_SHARED")
+              or Path(__file__).resolve().parents[2] / "shared")
+IOTA2 = SHARED / "data" / "iota2"
+NO_IOTA2_DATA = (f"iota2's real test data not found at {IOTA2}: they sit next to the project "
+                 "root (../shared/data/iota2); clone the project beside ../shared or set "
+                 "GEOCLASS_SHARED (CI fails without them)")
 
 
 @pytest.fixture(scope="session")

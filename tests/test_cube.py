@@ -14,7 +14,7 @@ from geoclass.cube import date_grid, features_block, gapfill_block, indices_bloc
 from geoclass.errors import InputError
 from geoclass.sensors import read_landsat8_old
 
-from .conftest import SHARED
+from .conftest import NO_IOTA2_DATA, SHARED
 
 NAN = np.nan
 
@@ -89,7 +89,7 @@ def test_date_grid_uses_dates_common_to_all_tiles():
 L8 = SHARED / "data" / "iota2" / "L8_50x50"
 
 
-@pytest.mark.skipif(not L8.exists(), reason="shared iota2 data not available")
+@pytest.mark.skipif(not L8.exists(), reason=NO_IOTA2_DATA)
 def test_real_landsat8_n2a_crops_become_the_same_cube_form(tmp_path):
     series = read_landsat8_old(L8, "D0005H0002")
     assert [str(d) for d in series.dates] == ["2016-03-30", "2016-04-15"]

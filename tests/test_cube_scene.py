@@ -12,7 +12,7 @@ import xarray as xr
 from geoclass.cube import build_cubes, cube_path, find_sources, open_cube, open_cubes
 from geoclass.errors import InputError
 
-from .conftest import SHARED, config_of, make_scene
+from .conftest import NO_IOTA2_DATA, SHARED, config_of, make_scene
 
 
 def _clm(product_dir):
@@ -149,7 +149,7 @@ def test_bad_user_function_is_a_clear_error(scene):
 DEM = SHARED / "data" / "iota2" / "references" / "MNT"
 
 
-@pytest.mark.skipif(not DEM.exists(), reason="shared iota2 data not available")
+@pytest.mark.skipif(not DEM.exists(), reason=NO_IOTA2_DATA)
 def test_user_feature_rasters_alone_define_the_grid(tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
@@ -164,7 +164,7 @@ def test_user_feature_rasters_alone_define_the_grid(tmp_path):
     np.testing.assert_array_equal(ds.features.values[0], dem)
 
 
-@pytest.mark.skipif(not DEM.exists(), reason="shared iota2 data not available")
+@pytest.mark.skipif(not DEM.exists(), reason=NO_IOTA2_DATA)
 def test_user_feature_rasters_are_resampled_onto_the_sensor_grid(tmp_path):
     l8 = SHARED / "data" / "iota2" / "L8_50x50"
     config_file = tmp_path / "config.yaml"

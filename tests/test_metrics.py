@@ -107,11 +107,13 @@ def test_class_without_reference_sample():
     result = scores(matrix, [1, 2, 3, 4, 5])
     four, five = result["per_class"][3], result["per_class"][4]
     assert (four["support"], four["predicted"]) == (0, 1)
-    assert (four["precision"], four["recall"], four["f1"]) == (0.0, 0.0, 0.0)
-    assert (five["support"], five["predicted"], five["f1"]) == (0, 0, 0.0)
-    assert four["name"] == "4"
-    # class 1 now: TP 5, FP 2, FN 2 -> F1 = 10 / 14; macro over the four classes present
-    assert result["macro_f1"] == pytest.approx((10 / 14 + 6 / 10 + 8 / 9 + 0.0) / 4)
+    # its one prediction is wrong (precision 0); its recall and F1 are not measured
+    assert (four["precision"], four["recall"], four["f1"]) == (0.0, None, None)
+    assert (five["support"], five["predicted"], five["f1"]) == (0, 0, None)
+    assert four["name"] == "4" and result["not_measured"] == ["4", "5"]
+    # class 1 now: TP 5, FP 2, FN 2 -> F1 = 10 / 14; macro over the classes with validation
+    # pixels only, not counting the unmeasured ones as 0
+    assert result["macro_f1"] == pytest.approx((10 / 14 + 6 / 10 + 8 / 9) / 3)
     assert result["overall_accuracy"] == pytest.approx(12 / 17)
 
 

@@ -99,11 +99,18 @@ def test_results_give_the_mean_and_student_interval_over_runs(finished):
     assert "Fusion of runs" in text
 
 
-def test_a_second_run_skips_every_step(finished):
+def test_a_second_run_skips_every_step(finished, caplog):
     config, metrics = finished
     before = _mtimes(config.chain.output_path / "final")
-    assert run_chain(config) == metrics
+    with caplog.at_level("INFO", logger="geoclass"):
+        assert run_chain(config) == metrics
     assert _mtimes(config.chain.output_path / "final") == before
+    said = [r.getMessage() for r in caplog.records]
+    assert "step 1/8: check" in said and "step 8/8: report" in said
+    for what in ("cube of T31TCJ", "samples", "models", "tile classifications",
+                 "final maps", "accuracy reports", "the report"):
+        assert any(m.startswith(what) and m.endswith("up to date") or
+                   m.startswith(what) and "up to date:" in m for m in said), what
 
 
 def test_changing_the_classifier_retrains_without_rebuilding_cubes_or_samples(

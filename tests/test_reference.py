@@ -28,10 +28,11 @@ from geoclass.reference import (
     write_class_table,
 )
 
+from .conftest import IOTA2, NO_IOTA2_DATA
+
 UTM = "EPSG:32631"
 X0, Y0 = 500_000, 4_800_000
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "iota2" / "references"
-REAL = REAL / "running_iota2"
+REAL = IOTA2 / "references" / "running_iota2"
 BOWTIE = shapely.Polygon([(X0, Y0), (X0 + 10, Y0 + 10), (X0 + 10, Y0), (X0, Y0 + 10)])
 
 
@@ -278,11 +279,15 @@ def test_string_labels_get_sorted_codes_and_colors_through_the_nomenclature(tmp_
     write_class_table(table, tmp_path / "gt_table.csv")
     assert (tmp_path / "gt_table.csv").read_text(encoding="utf-8") == (
         "USER_LABEL,GEOCLASS_LABEL,RED,GREEN,BLUE\n"
-        "forêt, 1, 0, 156, 0\n"
-        "maïs, 2, 255, 85, 0\n"
-        "wheat, 3, 1, 2, 3\n"
+        "forêt,1,0,156,0\n"
+        "maïs,2,255,85,0\n"
+        "wheat,3,1,2,3\n"
     )
     assert os.listdir(tmp_path) == ["gt_table.csv"]
+    # readable like any other output (not a private 0600 temporary file)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "gt_table.csv").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_integer_labels_keep_their_codes():
@@ -321,13 +326,13 @@ def test_default_palette_is_distinct_and_stable():
 def test_csv_quotes_labels_with_commas(tmp_path):
     table = build_class_table(["a, b"], None, {"a, b": (1, 2, 3)})
     write_class_table(table, tmp_path / "t.csv")
-    assert (tmp_path / "t.csv").read_text().splitlines()[1] == '"a, b", 1, 1, 2, 3'
+    assert (tmp_path / "t.csv").read_text().splitlines()[1] == '"a, b",1,1,2,3'
 
 
 # ---------------------------------------------------------------- iota2's real files
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="iota2 reference data not available")
+@pytest.mark.skipif(not REAL.is_dir(), reason=NO_IOTA2_DATA)
 def test_real_iota2_references():
     gt = REAL / "ground_truth.shp"
     assert check_ground_truth(gt, "code") == []

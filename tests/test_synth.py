@@ -27,8 +27,9 @@ from geoclass.synth import (
     synth,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REFERENCE = SHARED / "data" / "iota2" / "references" / "running_iota2"
+from .conftest import IOTA2, NO_IOTA2_DATA
+
+REFERENCE = IOTA2 / "references" / "running_iota2"
 PRODUCT = re.compile(r"^SENTINEL2[AB]_(2018\d{4})-\d{6}-\d{3}_L2A_(T31T[C-H][J-V])_C_V2-2$")
 SIZE, DATES = 128, 8
 
@@ -289,7 +290,7 @@ def test_nomenclature_and_colors_are_iota2s(scene):
     gt = gpd.read_file(scene / "vector" / "ground_truth.shp")
     assert all(table[name] == code for name, code in zip(gt["class"], gt["code"]))
     if not REFERENCE.is_dir():
-        pytest.skip("iota2 reference data not available")
+        pytest.skip(NO_IOTA2_DATA)
     ref_lines = (REFERENCE / "nomenclature.txt").read_text(encoding="utf-8").splitlines()
     reference = {n.strip(): int(c) for n, c in (line.rsplit(":", 1) for line in ref_lines if line)}
     ref_colors = {

@@ -84,4 +84,19 @@ def classifier_problems(models: Models) -> list[str]:
     final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     problem = (deep.torch_problem(final._name) if isinstance(final, deep._DeepClassifier)
                else None)
-    return [problem] if problem else []
+    return [problem] if problem else parameter_problems(estimator)
+
+
+def parameter_problems(estimator) -> list[str]:
+    """Parameter values the estimator refuses (e.g. a negative n_estimators), found the way
+    scikit-learn checks them at fit time, without fitting."""
+    steps = [s for _, s in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
+    problems = []
+    for step in steps:
+        if getattr(type(step), "_parameter_constraints", None) is None:
+            continue  # estimators outside scikit-learn declare no constraints
+        try:
+            step._validate_params()
+        except (ValueError, TypeError) as err:
+            problems.append(f"models.params: {err}")
+    return problems

@@ -9,10 +9,13 @@ from typing import Literal
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 
 # "nonzero": any non-zero value is invalid; "bit0": bit 0 set is invalid; a tuple of integers:
@@ -71,6 +74,7 @@ class SensorSeries:
     db_input: bool = False
     db_features: bool = False
     extra_files: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # what the reader found but could not date (user warnings)
 
     @property
     def dates(self) -> list[dt.date]:
@@ -87,6 +91,15 @@ class SensorSeries:
     def files(self) -> list[str]:
         paths = {ref.path for acq in self.acquisitions for ref in acq.bands + acq.masks}
         return sorted(paths | set(self.extra_files))
+
+
+def left_out(tile_dir, read: set[str], kind: str) -> tuple[str, ...]:
+    """The folders of `tile_dir` a reader did not take (not named `read`): a note each, so
+    that no product is dropped in silence (a name without a parseable date, another tile)."""
+    from pathlib import Path
+
+    return tuple(f"{p.name}: left out, not a {kind} product name of this tile with a date"
+                 for p in sorted(Path(tile_dir).iterdir()) if p.is_dir() and p.name not in read)
 
 
 def _on_grid(src, grid: TileGrid) -> bool:
@@ -179,9 +192,8 @@ def read_acquisition(
         by_file.setdefault(ref.path, []).append(b)
     for path, positions in by_file.items():
         indexes = [acq.bands[b].index for b in positions]
-        values, valid = read_masked_window(
-            path, indexes, grid, window, Resampling[series.resampling], series.nodata
-        )
+        values, valid = _read_named(path, series, acq, indexes, grid, window,
+                                    Resampling[series.resampling], series.nodata)
         raw[positions] = values
         invalid |= ~valid
     if series.nodata is not None:
@@ -190,7 +202,8 @@ def read_acquisition(
         low, high = series.valid_range
         invalid |= ((raw < low) | (raw > high)).any(axis=0)
     for mask in acq.masks:
-        values, inside = read_masked_window(mask.path, [1], grid, window, Resampling.nearest)
+        values, inside = _read_named(mask.path, series, acq, [1], grid, window,
+                                     Resampling.nearest)
         invalid |= invalid_from_mask(values[0], mask.rule) | ~inside
     scale = [series.scale if r.scale is None else r.scale for r in acq.bands]
     offset = [series.offset if r.offset is None else r.offset for r in acq.bands]
@@ -200,6 +213,20 @@ def read_acquisition(
         out = np.power(np.float32(10), out / np.float32(10), dtype=np.float32)
     out[:, invalid] = np.nan
     return out
+
+
+def _read_named(path: str, series: SensorSeries, acq: Acquisition, *args):
+    """`read_masked_window(path, *args)`; a file that GDAL cannot read (truncated, corrupt)
+    gives an InputError naming the file, the date and the tile."""
+    try:
+        return read_masked_window(path, *args)
+    except (RasterioError, CPLE_BaseError) as err:
+        problem = (f"tile {series.tile}, {series.sensor} acquisition of {acq.date} "
+                   f"({acq.product}): cannot read {path}: {err}; replace the file or remove "
+                   "that acquisition")
+    # raised after the except clause: without the GDAL error as its context, which a dask
+    # worker could not send back whole
+    raise InputError([problem])
 
 
 def read_series_block(series: SensorSeries, grid: TileGrid, window: Window) -> np.ndarray:

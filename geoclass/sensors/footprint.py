@@ -9,7 +9,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, transform_bounds
 
-from geoclass.grid import TileGrid
+from geoclass.grid import TileGrid, north_up_problem
 
 
 def bounds_in(path: str, crs: CRS) -> tuple[float, float, float, float]:
@@ -38,8 +38,10 @@ def grid_of_footprint(
     with rasterio.open(path) as src:
         target = CRS.from_user_input(crs) if crs else src.crs
         if target == src.crs and resolution in (None, abs(src.transform.a)) \
-                and abs(src.transform.a) == abs(src.transform.e):
+                and north_up_problem(src.transform, path) is None:
             return TileGrid(name, src.crs, src.transform, src.width, src.height, chunk)
+        # any other raster (rotated, south-up, non-square pixels, another CRS): a north-up
+        # grid over its footprint, onto which it is warped
         if resolution is None:
             transform, _, _ = calculate_default_transform(
                 src.crs, target, src.width, src.height, *src.bounds)

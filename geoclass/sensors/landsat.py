@@ -19,7 +19,7 @@ from pathlib import Path
 
 from geoclass.errors import InputError
 from geoclass.grid import grid_of_raster
-from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries
+from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
 
 L8_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 L8_INDEX_BANDS = {"green": "B3", "red": "B4", "nir": "B5", "swir": "B6"}
@@ -63,6 +63,7 @@ def read_landsat8_old(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
         grid=grid_of_raster(acquisitions[0].bands[0].path, tile, chunk),
         scale=1e-3,
         index_bands=L8_INDEX_BANDS,
+        ignored=left_out(tile_dir, {p.name for _, p in products}, "Landsat-8 N2A"),
     )
 
 
@@ -110,4 +111,5 @@ def read_landsat8(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
         scale=1e-4,
         nodata=-10000,
         index_bands=L8_INDEX_BANDS,
+        ignored=left_out(tile_dir, {p.name for _, p in products}, "THEIA Landsat-8 L2A"),
     )

@@ -87,6 +87,12 @@ class NamePattern:
             return None
         return date, {k: v for k, v in m.groupdict().items() if k != "date"}
 
+    def undated(self, folder: Path) -> list[str]:
+        """Files of `folder` whose name has this pattern's shape but whose date does not
+        parse (e.g. 2018-13-45): left out by `find`, to be reported."""
+        names = sorted(p.name for p in Path(folder).iterdir()) if Path(folder).is_dir() else []
+        return [n for n in names if self.regex.match(n) and self.match(n) is None]
+
     def find(self, folder: Path) -> list[Match]:
         """Every file of `folder` that matches, sorted by date then name."""
         found = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
-from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries
+from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
 from geoclass.sensors.theia import S2_BANDS, S2_INDEX_BANDS
 
 SCL_INVALID = (0, 1, 3, 8, 9, 10)
@@ -119,4 +119,5 @@ def read_sen2cor(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
         nodata=0,
         index_bands=S2_INDEX_BANDS,
         extra_files=tuple(metadata),
+        ignored=left_out(tile_dir, {p.name for _, p in products}, "Sen2Cor L2A (.SAFE)"),
     )

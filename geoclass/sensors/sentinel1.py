@@ -77,6 +77,8 @@ def read_sentinel1(root: Path, tile: str, options, chunk: int = 1024) -> list[Se
             nodata=options.nodata,
             db_input=options.db_input,
             db_features=True,
+            ignored=tuple(f"{name}: left out, its date does not parse as "
+                          f"'{pattern.date_format}'" for name in pattern.undated(tile_dir)),
         )
         for orbit, acqs in found.items()
     ]

@@ -91,6 +91,8 @@ def read_series(
         index_bands=dict(options.index_bands),
         valid_range=tuple(options.valid_range) if options.valid_range else None,
         resampling=options.resampling,
+        ignored=tuple(f"{name}: left out, its date does not parse as "
+                      f"'{pattern.date_format}'" for name in pattern.undated(tile_dir)),
     )
 
 

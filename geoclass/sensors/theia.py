@@ -8,7 +8,7 @@ from pathlib import Path
 
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
-from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries
+from geoclass.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
 
 S2_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 S2_INDEX_BANDS = {"green": "B3", "red": "B4", "nir": "B8", "swir": "B11"}
@@ -77,4 +77,5 @@ def read_theia_s2(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
         scale=1e-4,
         nodata=-10000,
         index_bands=S2_INDEX_BANDS,
+        ignored=left_out(tile_dir, {p.name for _, p in products}, "THEIA Sentinel-2 L2A"),
     )
