@@ -178,6 +178,54 @@ def check_workers(client, chunk: int, shape: CubeShape) -> None:
              _mib(max(shape.task_bytes(chunk).values())))
 
 
+def fit_bytes(rows: int, features: int, params: dict) -> int:
+    """Peak bytes of fitting one model on `rows` x `features` samples: the float32 table and
+    the copies estimators make of it, plus, for forests, their nodes (about 150 bytes each,
+    two per leaf, a leaf per `min_samples_leaf` samples, capped by `max_depth`)."""
+    table = rows * features * 4
+    trees = int(params.get("n_estimators") or 0)
+    if not trees:
+        return 3 * table
+    leaves = rows / max(int(params.get("min_samples_leaf") or 1), 1)
+    depth = params.get("max_depth")
+    if depth:
+        leaves = min(leaves, 2.0 ** int(depth))
+    return int(3 * table + trees * 2 * leaves * 150)
+
+
+def fit_problem_of(rows: int, features: int, params: dict, limit: int, footprint: int,
+                   what: str) -> str | None:
+    """Why a worker with `limit` bytes cannot fit one model on that many samples."""
+    need = fit_bytes(rows, features, params)
+    room = limit * pause_fraction() * HEADROOM - footprint
+    if not limit or need <= room:
+        return None
+    return (f"{what}: fitting on {rows:,} samples x {features} features needs about "
+            f"{_mib(need)}, more than a dask worker with a {_mib(limit)} limit can hold "
+            f"({_mib(max(room, 0))} left beside geoclass): cap the learning samples "
+            "(sampling.sample_selection, e.g. strategy: constant), use smaller models "
+            "(models.params), or raise --memory-limit")
+
+
+def worker_room(client) -> tuple[int, int]:
+    """The smallest worker memory limit of the cluster (0: none) and the largest resident
+    memory of its workers now."""
+    limits = [w["limit"] for w in worker_limits(client).values() if w["limit"]]
+    try:
+        used = client.run(_resident, wait=True)
+    except Exception:  # noqa: BLE001 - no answer: count no footprint
+        used = {}
+    return (min(limits) if limits else 0), max(used.values(), default=0)
+
+
+def _resident() -> int:
+    import os
+
+    import psutil
+
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
 # --- while working ----------------------------------------------------------------------------
 
 

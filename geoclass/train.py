@@ -16,6 +16,7 @@ from geoclass import autocontext
 from geoclass.atomic import atomic_output, record_step, step_is_current
 from geoclass.config import Config, Models
 from geoclass.errors import InputError
+from geoclass.memory import fit_problem_of, worker_room
 from geoclass.models import make_classifier
 from geoclass.samples import META, read_samples, sample
 
@@ -180,9 +181,25 @@ def _fit_all(config: Config, jobs) -> list:
         client = get_client()
     except ValueError:
         return [fit_model(*a) for a in args]
+    _check_fit_memory(client, config, jobs)
     futures = [client.submit(fit_model, *client.scatter(list(a[:3])), *a[3:], pure=False)
                for a in args]
     return client.gather(futures)
+
+
+def _check_fit_memory(client, config: Config, jobs) -> None:
+    """Refuse, before fitting, models whose samples a worker's memory cannot hold (each
+    model is fitted in one task)."""
+    limit, footprint = worker_room(client)
+    if not limit:
+        return
+    params = make_classifier(config.models).get_params()
+    params = {k.rsplit("__", 1)[-1]: v for k, v in params.items()}
+    problems = [p for region, run, part, features in jobs
+                if (p := fit_problem_of(len(part), len(features), params, limit, footprint,
+                                        f"region {region} run {run}"))]
+    if problems:
+        raise InputError(problems)
 
 
 def load_model(path: str | Path) -> TrainedModel:

@@ -137,3 +137,19 @@ def test_a_task_that_kills_its_workers_is_one_message():
             as cluster, Client(cluster):
         with pytest.raises(ClusterError, match="dask workers died 2 times while running"):
             compute(dask.delayed(explode)(0), label="too big")
+
+
+def test_a_model_too_big_for_a_worker_is_refused_before_fitting():
+    from geoclass.memory import fit_bytes, fit_problem_of
+
+    forest = {"n_estimators": 100, "max_depth": 25, "min_samples_leaf": 5}
+    small, big = fit_bytes(10_000, 150, forest), fit_bytes(2_000_000, 400, forest)
+    assert small < 100 * MiB < 1_000 * MiB < big
+    # deeper trees than the samples allow cost nothing more; a shallow cap costs less
+    assert fit_bytes(10_000, 150, {**forest, "max_depth": None}) == small
+    assert fit_bytes(10_000, 150, {**forest, "max_depth": 4}) < small
+    assert fit_problem_of(10_000, 150, forest, 2_000 * MiB, 500 * MiB, "region 1 run 0") is None
+    problem = fit_problem_of(2_000_000, 400, forest, 2_000 * MiB, 500 * MiB, "region 3 run 1")
+    assert problem.startswith("region 3 run 1: fitting on 2,000,000 samples x 400 features")
+    assert "sampling.sample_selection" in problem and "--memory-limit" in problem
+    assert fit_problem_of(2_000_000, 400, forest, 0, 500 * MiB, "no limit") is None
