@@ -12,7 +12,7 @@ sits_uncertainty: entropy, margin, least) are all in [0, 1], 1 = most uncertain:
 Least confidence is normalised by C / (C - 1) (Monarch 2021, "Human-in-the-loop machine
 learning", ch. 3) so that, like the two others, it reaches 1 on a uniform vector whatever C;
 `normalised=False` gives Settles' and sits' plain 1 - p1 (at most 1 - 1/C). The uint16 output
-is round(value x 10000) (0..10000), 65535 = nodata, as sits writes its uncertainty cubes.
+is round(value x 10000) (0..10000; sits uses the same scale but truncates), 65535 = nodata.
 
 Uncertainty sampling (active learning, like sits_uncertainty_sampling): `most_uncertain` picks
 each block's candidates, `merge_candidates` the global selection; see their docstrings."""
