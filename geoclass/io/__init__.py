@@ -1,0 +1,1 @@
+"""File writers: styles and sidecars written next to the rasters geoclass produces."""
