@@ -71,14 +71,18 @@ def _check(estimator, compiled, pixels):
 
 
 def _check_kernels(compiled, pixels):
-    """Both kernels, 1 or 2 threads, any layout or dtype of the pixels: the same numbers."""
+    """Every kernel, 1 or 2 threads, any layout or dtype of the pixels: the same numbers."""
     pixels = pixels[:3000]
     one = fb.predict_proba(compiled, pixels, n_threads=1)
     np.testing.assert_array_equal(one, fb.predict_proba(compiled, pixels, n_threads=2))
-    as_pixels = fb.ff._as_pixels(pixels, N_FEATURES)
-    for kernel in ("simd", "scalar"):
-        np.testing.assert_array_equal(one, fb._predict(compiled, as_pixels, kernel,
-                                                       compiled.link))
+    for transposed in (False, True):
+        as_pixels = fb.ff._as_pixels(np.asfortranarray(pixels) if transposed else pixels,
+                                     N_FEATURES)
+        assert as_pixels[1] == transposed
+        kernels = ("exit", "simd", "scalar") if compiled.exits is not None else ("simd", "scalar")
+        for kernel in kernels:
+            np.testing.assert_array_equal(one, fb._predict(compiled, as_pixels, kernel,
+                                                           compiled.link))
     np.testing.assert_array_equal(fb.predict_proba(compiled, np.asfortranarray(pixels)), one)
     np.testing.assert_array_equal(fb.predict_proba(compiled, pixels[::-1])[::-1], one)
     np.testing.assert_array_equal(fb.predict_proba(compiled, pixels.astype(np.float64)), one)
@@ -107,6 +111,8 @@ def test_xgboost_matches(xgb_model, data):
     n_classes = len(xgb_model.classes_)
     assert compiled.n_classes == n_classes
     assert compiled.n_trees == 25 * (n_classes if n_classes > 2 else 1)
+    leaves = np.diff(compiled.exits.leaf_base)  # depth 6: 32-bit and 64-bit leaf masks
+    assert leaves.max() > 32 and leaves.min() <= 32
     test = _at_thresholds(pixels, compiled)
     _check(xgb_model, compiled, test)
     # the float32 margins are XGBoost's bit for bit (same float32 sums, in the same order)
@@ -174,6 +180,36 @@ def test_lightgbm_missing_types_and_tiny_values(data, missing):
     special = rng.random(test.shape) < 0.3
     test[special] = rng.choice(SPECIAL, special.sum())
     _check(model, compiled, test)
+    _check_kernels(compiled, test)
+
+
+def test_lightgbm_trees_of_many_leaves_are_walked(data):
+    """More than 64 leaves: no exit-leaf kernel, the trees are walked (SIMD or scalar)."""
+    lgb = pytest.importorskip("lightgbm")
+    X, y, pixels = data
+    model = lgb.LGBMClassifier(n_estimators=5, num_leaves=100, min_child_samples=5, n_jobs=1,
+                               verbose=-1, random_state=0).fit(X, CODES[y])
+    compiled = fb.compile_boosting(model)
+    assert compiled.exits is None
+    assert fb._kernel_name(compiled, fb.ff._as_pixels(pixels, N_FEATURES)) != "exit"
+    test = _at_thresholds(pixels, compiled)
+    _check(model, compiled, test)
+    _check_kernels(compiled, test)
+
+
+def test_exit_masks_number_leaves_left_to_right():
+    """A tree (0: x0 <= 1 ? 1 : 2; 1: x1 <= 2 ? leaf a : leaf b; 2: leaf c): going right at
+    node 0 removes a and b, at node 1 removes a."""
+    left = np.array([1, 3, -1, -1, -1])
+    right = np.array([2, 4, -1, -1, -1])
+    tree = (left, right, np.array([0, 1, 0, 0, 0]), np.array([1, 2, 0, 0, 0], np.float32),
+            np.zeros(5, bool), np.zeros(5, bool), np.array([0, 0, 30.0, 10.0, 20.0]))
+    nodes, flips, roots, leaf_base, values, shift = fb._encode_trees([tree], 2)
+    exits = fb._exit_tables(nodes, flips, roots, leaf_base, values, shift)
+    np.testing.assert_array_equal(exits.values, [10.0, 20.0, 30.0])
+    np.testing.assert_array_equal(exits.keep32, [~np.uint32(0b011), ~np.uint32(0b001)])
+    np.testing.assert_array_equal(exits.feature, [0, 1])
+    np.testing.assert_array_equal(exits.node_base, [0, 2])
 
 
 @pytest.mark.filterwarnings("ignore:The argument 'eval_set' is deprecated")
