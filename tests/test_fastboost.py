@@ -345,13 +345,14 @@ def test_validation_split_keeps_groups_and_classes():
 def test_registry_and_fit_model_pass_the_polygons(data):
     pytest.importorskip("xgboost")
     from geoclass.config import Models
-    from geoclass.models import make_classifier
+    from geoclass.models import classifier_problems, make_classifier
     from geoclass.models.boosting import XGBoostClassifier
     from geoclass.train import fit_model
 
     X, y, _ = data
     model = make_classifier(Models(classifier="xgboost"), seed=3)
     assert isinstance(model, XGBoostClassifier)
+    assert classifier_problems(Models(classifier="xgboost")) == []
     assert (model.n_estimators, model.max_depth, model.learning_rate, model.tree_method,
             model.n_jobs, model.random_state) == (200, 6, 0.1, "hist", 1, 3)
     groups = np.arange(len(y)) // 20
@@ -364,6 +365,18 @@ def test_registry_and_fit_model_pass_the_polygons(data):
     fitted, _ = fit_model(X[:1500], CODES[y[:1500]], groups[:1500], scaled, seed=0)
     assert fitted[-1].best_iteration_ is not None
     assert fb.compile_boosting(fitted) is not None
+
+
+def test_check_reports_a_missing_xgboost(monkeypatch):
+    from geoclass.config import Models
+    from geoclass.errors import ConfigError
+    from geoclass.models import boosting, classifier_problems
+
+    monkeypatch.setattr(boosting.importlib.util, "find_spec", lambda name: None)
+    problems = classifier_problems(Models(classifier="xgboost"))
+    assert len(problems) == 1 and "geoclass[boost]" in problems[0]
+    with pytest.raises(ConfigError, match="needs XGBoost"):
+        boosting.XGBoostClassifier().fit(np.zeros((4, 2)), [1, 2, 1, 2])
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])

@@ -81,8 +81,8 @@ def make_classifier(models: Models, seed: int = 0):
 
 def classifier_problems(models: Models) -> list[str]:
     """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
-    for a deep model), found without training or importing torch."""
-    from geoclass.models import deep
+    for a deep model, XGBoost for xgboost), found without training or importing them."""
+    from geoclass.models import boosting, deep
 
     try:
         estimator = make_classifier(models)
@@ -90,5 +90,6 @@ def classifier_problems(models: Models) -> list[str]:
         return [str(err)]
     final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     problem = (deep.torch_problem(final._name) if isinstance(final, deep._DeepClassifier)
+               else boosting.xgboost_problem() if isinstance(final, boosting.XGBoostClassifier)
                else None)
     return [problem] if problem else []

@@ -15,11 +15,25 @@ XGBoost does). Classes absent from the training part after the split are moved b
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
+
+from geoclass.errors import ConfigError
+
+
+def xgboost_problem() -> str | None:
+    """Why the xgboost classifier cannot be trained (XGBoost not installed), else None; does
+    not import xgboost."""
+    try:
+        found = importlib.util.find_spec("xgboost") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else ("models.classifier xgboost needs XGBoost: pip install "
+                               "'geoclass[boost]' (or xgboost-cpu, without the CUDA libraries)")
 
 
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
@@ -62,6 +76,9 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit on samples X (n, F) and class codes y (n,); `groups` (n,), e.g. the polygon of
         each sample, keeps groups whole in the early-stopping split."""
+        problem = xgboost_problem()
+        if problem:
+            raise ConfigError(problem)
         from xgboost import XGBClassifier
 
         X = np.asarray(X)
