@@ -29,7 +29,7 @@ from sklearn.datasets import make_classification
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoclass import fastboost  # noqa: E402
+from geoclass import fastboost, fastforest  # noqa: E402
 
 MODELS = {  # name: (library, rounds)
     "xgb50": ("xgboost", 50),
@@ -79,12 +79,16 @@ def timed(function, *args, **kwargs):
 def bench(name: str, model, pixels, threads: list[int], repeat: int) -> None:
     start = time.perf_counter()
     compiled = fastboost.compile_boosting(model)
-    print(f"{name}: {compiled.n_trees} trees, {len(compiled.nodes)} nodes; compile_boosting "
+    leaves = np.diff(np.append(compiled.leaf_base, len(compiled.values)))
+    print(f"{name}: {compiled.n_trees} trees, {len(compiled.nodes)} nodes, {leaves.mean():.1f} "
+          f"leaves per tree ({np.mean(leaves <= 32):.0%} with <= 32); compile_boosting "
           f"{time.perf_counter() - start:.2f} s", flush=True)
     start = time.perf_counter()
     fastboost.predict_proba(compiled, pixels[:5000])
+    kernel = fastboost._kernel_name(compiled, fastforest._as_pixels(pixels[:1],
+                                                                    compiled.n_features))
     print(f"  warm-up (numba compile or cache load): {time.perf_counter() - start:.2f} s, "
-          f"kernel {fastboost._KERNEL[0] if fastboost._KERNEL else 'scalar'}")
+          f"kernel {kernel}")
     for n in threads:
         library, fast = [], []
         for _ in range(repeat):  # interleaved
