@@ -58,11 +58,12 @@ softmax / sigmoid per pixel.
 All kernels give the same margins, bit for bit.
 
 Measured on the 2-core dev machine (AMD EPYC Zen 3, AVX2 whose gathers LLVM scalarises there),
-busy with other jobs (so only ratios within one run count), 100 k pixels of 156 features, 10
-classes, 1 thread, kpx/s: XGBoost 50 rounds of depth 6 (500 trees, ~35 leaves): XGBoost 81,
-lockstep SIMD walk 81, exit kernel 220 (180 with 64-bit masks only); LightGBM 200 rounds of 31
-leaves (2000 trees): LightGBM 5, lockstep SIMD walk 14, exit kernel 95. Blocks of 256 to 1024
-pixels: within 20 %. See benchmarks/bench_boost.py.
+busy with other jobs (so only ratios within one run count), 156 features, 10 classes, 1 thread,
+kpx/s (benchmarks/bench_boost.py, 200 k pixels, models trained on 2000 samples; figures and
+the alternatives tried in benchmarks/RESULTS.md, issue 18): XGBoost 50 rounds of depth 6: the
+library 72, this 186 (2.6x); 200 rounds: 13 and 78 (5.8x); LightGBM 200 rounds of 31 leaves:
+5 and 111 (21x). On XGBoost 50 rounds the lockstep walk did 81-90, the exit-leaf kernel with
+64-bit masks only 180, with 32-bit masks where possible 212-224.
 """
 
 from __future__ import annotations
