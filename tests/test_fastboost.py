@@ -123,6 +123,19 @@ def test_xgboost_matches(xgb_model, data):
     _check_kernels(compiled, test)
 
 
+def test_xgboost_multi_softmax_and_parallel_trees(data):
+    """multi:softmax (predict_proba: softmax of the margins) and several trees per round and
+    class (num_parallel_tree, as XGBRFClassifier): the trees of a round are summed."""
+    xgb = pytest.importorskip("xgboost")
+    X, y, pixels = data
+    for model in (xgb.XGBClassifier(n_estimators=5, objective="multi:softmax", n_jobs=1),
+                  xgb.XGBRFClassifier(n_estimators=4, max_depth=5, n_jobs=1)):
+        model.fit(X[:1500], y[:1500])
+        compiled = fb.compile_boosting(model)
+        assert compiled is not None
+        _check(model, compiled, pixels)
+
+
 def test_xgboost_early_stopping_uses_best_iteration(data):
     xgb = pytest.importorskip("xgboost")
     X, y, pixels = data
