@@ -12,10 +12,9 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
+from geoclass import fastboost, fastforest
 from geoclass.boundary import overlap_depth, region_weights
 from geoclass.config import BoundaryFusion
-from geoclass.fastforest import compile_forest
-from geoclass.fastforest import predict_proba as fast_proba
 from geoclass.train import TrainedModel, load_model
 
 NODATA = 0
@@ -77,14 +76,19 @@ def predict_block(
 
 
 def model_proba(model: TrainedModel, pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities of (n, F) pixels: through the compiled fast path for random
-    forests and extra trees (same results as scikit-learn, several times faster), else the
-    estimator's own predict_proba (the reference path)."""
+    """Class probabilities of (n, F) pixels: through a compiled fast path for random forests
+    and extra trees (fastforest: same results as scikit-learn) and for XGBoost / LightGBM
+    (fastboost: the library's results within float32 rounding), several times faster; else
+    the estimator's own predict_proba (the reference path). The compiled form is cached on
+    the model."""
     if os.environ.get("GEOCLASS_FASTFOREST", "1") != "0":
         if not hasattr(model, "_compiled"):
-            model._compiled = compile_forest(model.estimator)
-        if model._compiled is not None:
-            return fast_proba(model._compiled, pixels, n_threads=task_threads())
+            model._compiled = (fastforest.compile_forest(model.estimator)
+                               or fastboost.compile_boosting(model.estimator))
+        if isinstance(model._compiled, fastforest.CompiledForest):
+            return fastforest.predict_proba(model._compiled, pixels, n_threads=task_threads())
+        if isinstance(model._compiled, fastboost.CompiledBoosting):
+            return fastboost.predict_proba(model._compiled, pixels, n_threads=task_threads())
     with threadpool_limits(task_threads()):  # scikit-learn walks trees fastest on (n, F) C order
         return model.estimator.predict_proba(np.ascontiguousarray(pixels))
 

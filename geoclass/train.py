@@ -75,7 +75,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Models, 
     _name_features(estimator, features)
     cv = models.cross_validation
     if not cv or not cv.parameters:
-        return estimator.fit(x, y), None
+        return estimator.fit(x, y, **_group_params(estimator, groups)), None
     from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 
     grid = {(f"{estimator.steps[-1][0]}__{k}" if hasattr(estimator, "steps") else k): v
@@ -86,6 +86,25 @@ def fit_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, models: Models, 
     search.fit(x, y, groups=groups if cv.grouped else None)
     summary = {"best_params": search.best_params_, "best_score": float(search.best_score_)}
     return search.best_estimator_, summary
+
+
+def _group_params(estimator, groups) -> dict:
+    """{"groups": the polygon of each sample} (with the step's prefix in a Pipeline) for an
+    estimator whose `fit` takes them (XGBoostClassifier: early stopping on a grouped split),
+    else {}."""
+    import inspect
+
+    from sklearn.pipeline import Pipeline
+
+    if groups is None:
+        return {}
+    prefix, final = "", estimator
+    if isinstance(estimator, Pipeline):
+        name, final = estimator.steps[-1]
+        prefix = f"{name}__"
+    if "groups" not in inspect.signature(final.fit).parameters:
+        return {}
+    return {f"{prefix}groups": groups}
 
 
 def _versions() -> dict[str, str]:

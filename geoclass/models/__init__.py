@@ -7,6 +7,11 @@ resist the label noise of field-level ground truth. `extra_trees` is the default
 accurate as the random forest or more, faster to train, and predicted by the same compiled kernel
 (figures in benchmarks/RESULTS.md, issue 8).
 
+`xgboost` (geoclass.models.boosting.XGBoostClassifier: XGBoost for any class codes, optional
+early stopping on a polygon-grouped split) and `lightgbm` are gradient boosting (200 rounds of
+depth-6 / 31-leaf trees, learning rate 0.1); both are predicted by a compiled kernel too
+(geoclass.fastboost).
+
 `tempcnn` / `lighttae` (geoclass.models.deep) are deep temporal models that need PyTorch and
 the feature names (their `feature_names` parameter) to read the time series."""
 
@@ -23,6 +28,7 @@ from geoclass.config import Models
 from geoclass.errors import ConfigError
 
 FOREST = {"n_estimators": 100, "max_depth": 25, "min_samples_leaf": 5}
+BOOSTING = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1, "tree_method": "hist"}
 
 CLASSIFIERS: dict[str, tuple[str, dict[str, Any], bool]] = {
     # name: (estimator class, default parameters, always standardize)
@@ -31,6 +37,7 @@ CLASSIFIERS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "svm": ("sklearn.svm.SVC", {"probability": True}, True),
     "hist_gradient_boosting": ("sklearn.ensemble.HistGradientBoostingClassifier",
                                {"max_iter": 200}, False),
+    "xgboost": ("geoclass.models.boosting.XGBoostClassifier", BOOSTING, False),
     "lightgbm": ("lightgbm.LGBMClassifier", {"n_estimators": 200, "verbose": -1}, False),
     "tempcnn": ("geoclass.models.deep.TempCNNClassifier", {}, False),
     "lighttae": ("geoclass.models.deep.LightTAEClassifier", {}, False),
@@ -74,8 +81,8 @@ def make_classifier(models: Models, seed: int = 0):
 
 def classifier_problems(models: Models) -> list[str]:
     """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
-    for a deep model), found without training or importing torch."""
-    from geoclass.models import deep
+    for a deep model, XGBoost for xgboost), found without training or importing them."""
+    from geoclass.models import boosting, deep
 
     try:
         estimator = make_classifier(models)
@@ -83,6 +90,7 @@ def classifier_problems(models: Models) -> list[str]:
         return [str(err)]
     final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     problem = (deep.torch_problem(final._name) if isinstance(final, deep._DeepClassifier)
+               else boosting.xgboost_problem() if isinstance(final, boosting.XGBoostClassifier)
                else None)
     return [problem] if problem else parameter_problems(estimator)
 
