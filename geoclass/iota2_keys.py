@@ -96,7 +96,7 @@ def _keep_bands(ctx, origin, value, target):
     if {str(b) for b in value} == set(bands):
         ctx.warn(origin, f"not needed: geoclass keeps every band ({', '.join(bands)})")
         return
-    extract_origin, extract = ctx.get("iota2FeatureExtraction", "extractBands")
+    _, extract = ctx.get("iota2FeatureExtraction", "extractBands")
     if extract is True:
         ctx.error(origin, f"not supported yet: band selection {list(value)}; geoclass keeps "
                           f"every band ({', '.join(bands)})")
@@ -116,7 +116,7 @@ def _sensor_bands(origin: str) -> tuple[str, ...]:
 def _additional(ctx, origin, value, target):
     if is_unset(value):
         return
-    use_origin, use = ctx.get("GlobChain", "useAdditionalFeatures")
+    _, use = ctx.get("GlobChain", "useAdditionalFeatures")
     if use is True:
         ctx.error(origin, f"not supported: OTB BandMath expressions ({value}); write them as "
                           "features.user_functions")
@@ -185,7 +185,7 @@ def _external_functions(ctx, origin, value, target):
                 ctx.error(origin, f"not supported: arguments of external functions ({item})")
             item = item[0]
         names.append(str(item))
-    module_origin, module = ctx.get("external_features", "module")
+    _, module = ctx.get("external_features", "module")
     if is_unset(module):
         ctx.error(origin, "not supported: functions without a module (iota2's own external "
                           "functions are not part of geoclass)")
@@ -207,10 +207,10 @@ def _unsupported_if_true(reason: str) -> Callable:
     return handle
 
 
-def _unsupported_if_set(reason: str) -> Callable:
+def _unsupported_if_set(reason: str, yet: bool = False) -> Callable:
     def handle(ctx, origin, value, target):
         if not is_unset(value) and value is not False:
-            ctx.error(origin, f"not supported: {reason}")
+            ctx.error(origin, f"not supported{' yet' if yet else ''}: {reason}")
     return handle
 
 
@@ -406,7 +406,7 @@ _TABLE: list[tuple[str, str, str | None, Callable]] = [
     ("argTrain", "sampleSelection", "sampling.sample_selection", _selection),
     ("argTrain", "sampleAugmentation", "sampling.sample_augmentation", _augmentation),
     ("argTrain", "sampleManagement", None, _unsupported_if_set(
-        "yet: copying samples between models (a CSV of class copies between regions)")),
+        "copying samples between models (a CSV of class copies between regions)", yet=True)),
     ("argTrain", "dempster_shafer_SAR_Opt_fusion", None, _unsupported_if_true(
         "Dempster-Shafer fusion of SAR and optical classifications")),
     ("argTrain", "cropMix", None, _unsupported_if_true("cropMix (annual crops learnt from a "

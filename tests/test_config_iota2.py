@@ -623,3 +623,14 @@ def test_check_prints_the_ignored_iota2_settings(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: chain.firstStep: ignored" in out
     assert "warning: GlobChain.useGapFilling: ignored" in out
+
+
+def test_messages_name_the_key_and_say_why():
+    conversion = _convert({"argTrain": {"sample_management": "/c.csv"},
+                           "chain": {"logFileLevel": "DEBUG"}})
+    assert conversion.errors == ["argTrain.sample_management: not supported yet: copying "
+                                 "samples between models (a CSV of class copies between "
+                                 "regions)"]
+    assert conversion.warnings[0] == ("chain.logFileLevel: not needed: geoclass logs to the "
+                                      "console and to output_path/logs/ (--debug for debug "
+                                      "logs)")
