@@ -8,7 +8,7 @@ Hand-written rather than a dependency: the maintained `config` release on PyPI (
 a different, newer format and refuses iota2's bare words (`firstStep: init` -> "Unknown
 variable 'init'"); 0.3.9 is Python 2 only; 0.4.2 reads the syntax but is frozen since 2019
 (declared up to Python 3.7), evaluates literals with `eval()`, and reports errors without the
-file name. So: a tokenizer and a recursive-descent parser of that syntax, about 300 lines,
+file name. So: a small tokenizer and recursive-descent parser of that syntax,
 whose errors are `ConfigError`s naming the file, the line and what was expected.
 
 Beyond the `config` module: `$VAR` and `${VAR}` inside quoted strings are replaced by the
