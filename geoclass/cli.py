@@ -58,7 +58,16 @@ def cmd_check(args) -> int:
     from geoclass.check import check_inputs
     from geoclass.config import load_config
 
-    report = check_inputs(load_config(args.config))
+    quiet = logging.getLogger("geoclass.config")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # an iota2 file's warnings are printed below instead
+    try:
+        config = load_config(args.config)
+    finally:
+        quiet.setLevel(level)
+    for warning in config._import_warnings:
+        print(f"warning: {warning}")
+    report = check_inputs(config)
     for warning in report.warnings:
         print(f"warning: {warning}")
     for problem in report.problems:
@@ -68,6 +77,24 @@ def cmd_check(args) -> int:
         return 0
     print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
     return 1
+
+
+def cmd_import_iota2(args) -> int:
+    from geoclass.atomic import atomic_output
+    from geoclass.config_iota2 import read_iota2
+    from geoclass.iota2_convert import convert_iota2, to_yaml
+
+    conversion = convert_iota2(read_iota2(args.file), args.file.resolve().parent)
+    text = to_yaml(conversion)
+    if args.output is None:
+        print(text, end="")
+    else:
+        with atomic_output(args.output) as tmp:
+            tmp.write_text(text)
+        print(f"{args.output}: written ({len(conversion.warnings)} warning(s) at its top)")
+    for error in conversion.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if conversion.errors else 0
 
 
 def cmd_samples(args) -> None:
@@ -193,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run every input check, without heavy work")
     p.add_argument("config", type=Path, help=config_help)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("import-iota2", help="convert an iota2 configuration file (.cfg) to "
+                       "geoclass YAML, each key commented with its iota2 origin")
+    p.add_argument("file", type=Path)
+    p.add_argument("-o", "--output", type=Path, help="write the YAML there (default: stdout)")
+    p.set_defaults(func=cmd_import_iota2)
 
     p = sub.add_parser("samples", help="split, select, extract and augment the samples")
     p.add_argument("config", type=Path, help=config_help)

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -327,6 +328,7 @@ class Config(_Section):
     dask: DaskOptions = DaskOptions()
 
     source: Path | None = Field(default=None, exclude=True)
+    _import_warnings: list[str] = PrivateAttr(default_factory=list)  # iota2 settings ignored
 
     @model_validator(mode="after")
     def _fusion_needs_runs(self):
@@ -371,7 +373,11 @@ def _format_errors(err: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"])
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and section)"
+            from geoclass.iota2_keys import hint_for
+
+            hint = hint_for(item["loc"])
+            message = (f"unknown key; {hint}" if hint
+                       else "unknown key (check its spelling and section)")
         elif item["type"] == "missing":
             message = "required key is missing"
         elif item["type"] == "value_error":
@@ -399,13 +405,19 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>") -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML configuration file."""
+    """Read and validate a YAML configuration file, or an iota2 one (`.cfg` syntax, told
+    apart by its content)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
+        from geoclass import iota2_convert
+
+        if iota2_convert.looks_like_iota2(text):
+            return iota2_convert.load_iota2(path, text)
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     config = parse_config(data or {}, path.resolve().parent, str(path))
     config.source = path.resolve()
