@@ -1,4 +1,4 @@
-"""Benchmark: the compiled boosting kernel (geoclass.fastboost) against XGBoost and LightGBM.
+"""Benchmark: the compiled boosting kernel (geoclass.kernels.fastboost) against XGBoost and LightGBM.
 
 Gradient-boosted models are trained on synthetic samples of 156 float32 features and 10
 classes (make_classification as bench_kernel.py: 40 informative and 40 redundant features, 3
@@ -29,7 +29,7 @@ from sklearn.datasets import make_classification
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoclass import fastboost, fastforest  # noqa: E402
+from geoclass.kernels import fastboost, fastforest  # noqa: E402
 
 MODELS = {  # name: (library, rounds)
     "xgb50": ("xgboost", 50),

@@ -111,7 +111,7 @@ class TreeSampler:
 
 _SYNTH = """
 import json, sys
-from geoclass.synth import synth
+from geoclass.testing.synth import synth
 kwargs = json.loads(sys.argv[1])
 print(synth(**kwargs))
 """

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from geoclass.config import load_config
     from geoclass.maps import mosaic
     from geoclass.samples import sample
-    from geoclass.synth import synth
+    from geoclass.testing.synth import synth
     from geoclass.train import train
     from geoclass.validate import assess
 

@@ -1,4 +1,4 @@
-"""Benchmark: the compiled forest kernel (geoclass.fastforest) against scikit-learn.
+"""Benchmark: the compiled forest kernel (geoclass.kernels.fastforest) against scikit-learn.
 
 A RandomForestClassifier (100 trees, max_depth 25, min_samples_leaf 5) is trained on 20000
 synthetic samples of 156 float32 features and 10 classes (make_classification, 40 informative
@@ -29,7 +29,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoclass import fastforest  # noqa: E402
+from geoclass.kernels import fastforest  # noqa: E402
 
 
 def load() -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from geoclass.synth import synth
+from geoclass.testing.synth import synth
 
 
 def run_with_limit(config: Path, limit_mb: int, workers: int, threads: int) -> dict:

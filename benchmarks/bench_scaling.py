@@ -15,7 +15,7 @@ Scenes (--scene):
 - `stack` (default): benchmarks/featstack.py, 156 float32 user features, 10 classes, 2000
   learning pixels per class whatever the size, random forest 100 trees / depth 25 / min leaf 5
   (geoclass's default), probabilities off; OA against the truth raster is printed too.
-- `synth`: the issue-4 scene of the earlier bench_classify (geoclass.synth THEIA scene, 6
+- `synth`: the issue-4 scene of the earlier bench_classify (geoclass.testing.synth THEIA scene, 6
   dates -> 78 features, 8 classes, 2 regions, boundary fusion and probability maps on, RF of
   --trees trees, sampling strategy left at `all`: every pixel of the learning polygons, so
   the learning table grows with the tile). Default sizes 1024 2048.

@@ -219,7 +219,7 @@ def _import_libraries() -> None:
     """Run on the workers before timing: the libraries the tasks use."""
     import zarr  # noqa: F401
 
-    import geoclass.fastforest  # noqa: F401
+    import geoclass.kernels.fastforest  # noqa: F401
     import geoclass.mosaic  # noqa: F401
     import geoclass.predict  # noqa: F401
 

@@ -1,32 +1,27 @@
-"""geoclass: land-cover maps from satellite image time series, on xarray, dask and zarr."""
+"""geoclass: land-cover maps from satellite image time series, on xarray, dask and zarr.
 
-from geoclass.check import check_inputs
-from geoclass.classify import classify, classify_lazy
-from geoclass.config import Config, load_config
-from geoclass.cube import build_cubes, open_cube, open_cubes
-from geoclass.maps import mosaic
-from geoclass.pipeline import make_report, run_chain
-from geoclass.samples import read_samples, sample
-from geoclass.train import load_model, train
-from geoclass.validate import assess
+The verbs a notebook chains (open_cubes -> sample -> train -> classify -> mosaic -> assess) are
+loaded on first use, so that `import geoclass` and the command line start fast."""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config",
-    "assess",
-    "build_cubes",
-    "check_inputs",
-    "classify",
-    "classify_lazy",
-    "load_config",
-    "load_model",
-    "mosaic",
-    "open_cube",
-    "open_cubes",
-    "read_samples",
-    "make_report",
-    "run_chain",
-    "sample",
-    "train",
-]
+_VERBS = {
+    "Config": "geoclass.config", "load_config": "geoclass.io.configfile",
+    "check_inputs": "geoclass.steps.check",
+    "open_cube": "geoclass.api", "open_cubes": "geoclass.api", "build_cubes": "geoclass.api",
+    "sample": "geoclass.api", "read_samples": "geoclass.api", "train": "geoclass.api",
+    "load_model": "geoclass.api", "classify": "geoclass.api", "classify_lazy": "geoclass.api",
+    "classify_cube": "geoclass.api", "mosaic": "geoclass.api", "assess": "geoclass.api",
+    "make_report": "geoclass.api", "run_chain": "geoclass.api", "cube_path": "geoclass.api",
+    "model_path": "geoclass.api", "load_class_table": "geoclass.api",
+}
+
+__all__ = sorted(_VERBS)
+
+
+def __getattr__(name: str):
+    if name in _VERBS:
+        return getattr(import_module(_VERBS[name]), name)
+    raise AttributeError(f"module 'geoclass' has no attribute {name!r}")

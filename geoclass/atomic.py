@@ -1,13 +1,12 @@
-"""Atomic outputs (write to a temporary path, then rename) and input fingerprints for resume."""
+"""Atomic outputs: write to a temporary sibling, then rename, so that a reader never sees a
+half-written output under its final name."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,8 +21,7 @@ def _remove(path: Path) -> None:
 @contextmanager
 def atomic_output(final: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `final` to write into (file or folder); on success it
-    replaces `final` in one rename, on failure it is removed, so a reader never sees a half
-    written output under the final name."""
+    replaces `final` in one rename, on failure it is removed."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -40,27 +38,7 @@ def atomic_output(final: str | Path) -> Iterator[Path]:
         _remove(tmp)
 
 
-def step_is_current(manifest: Path, settings: object, outputs: Iterable[Path] = (),
-                    force: bool = False) -> bool:
-    """Whether a step can be skipped: not forced, its manifest records `settings` (as JSON)
-    and every one of its `outputs` exists."""
-    if force or not manifest.exists():
-        return False
-    return (json.loads(manifest.read_text()) == json.loads(json.dumps(settings))
-            and all(Path(p).exists() for p in outputs))
-
-
-def record_step(manifest: Path, settings: object) -> None:
-    """Write a step's manifest atomically (last, once its outputs are complete)."""
-    with atomic_output(manifest) as tmp:
-        tmp.write_text(json.dumps(settings))
-
-
-def fingerprint(files: Iterable[str | Path], settings: object = None) -> str:
-    """A hash of the files' paths, sizes and modification times, and of `settings` (JSON)."""
-    digest = hashlib.sha256()
-    for path in sorted(str(f) for f in files):
-        stat = os.stat(path)
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:20]
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

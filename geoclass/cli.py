@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from geoclass import logs
 from geoclass.errors import GeoclassError
 
 log = logging.getLogger("geoclass")
@@ -20,144 +23,7 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
 
 
-def _cluster(args) -> dict:
-    return {"scheduler": args.scheduler, "workers": args.workers,
-            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
-
-
-def _run_step(args, step: str, force: tuple[str, ...] = ()):
-    """Run the chain up to `step` (the checks first, then the cluster); `--force` redoes
-    `force` (default: `step`). Returns what `step` returned."""
-    from geoclass.config import load_config
-    from geoclass.pipeline import run_steps
-
-    config = load_config(args.config)
-    redo = (force or (step,)) if args.force else ()
-    return run_steps(config, until=step, force=redo, cluster=_cluster(args))[step]
-
-
-def cmd_synth(args) -> None:
-    from geoclass.synth import synth
-
-    config = synth(
-        args.out_dir, tiles=args.tiles, size=args.size, dates=args.dates, classes=args.classes,
-        regions=args.regions, cloud_cover=args.cloud_cover, labels=args.labels, seed=args.seed,
-        format=args.format, s1=args.s1, noise=args.noise, resolution=args.resolution,
-        series_crs=args.series_crs, series_ndvi=args.series_ndvi, series_jp2=args.series_jp2,
-        points=args.points, external_samples=args.external_samples, chunk_size=args.chunk_size,
-    )
-    print(f"scene written to {args.out_dir}; configuration: {config}")
-
-
-def cmd_cube(args) -> None:
-    for tile, path in _run_step(args, "cubes").items():
-        print(f"{tile}: {path}")
-
-
-def cmd_check(args) -> int:
-    from geoclass.check import check_inputs
-    from geoclass.config import load_config
-
-    quiet = logging.getLogger("geoclass.config")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # an iota2 file's warnings are printed below instead
-    try:
-        config = load_config(args.config)
-    finally:
-        quiet.setLevel(level)
-    for warning in config._import_warnings:
-        print(f"warning: {warning}")
-    report = check_inputs(config)
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    for problem in report.problems:
-        print(f"problem: {problem}")
-    if report.ok:
-        print(f"{args.config}: all input checks passed")
-        return 0
-    print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
-    return 1
-
-
-def cmd_import_iota2(args) -> int:
-    from geoclass.atomic import atomic_output
-    from geoclass.config_iota2 import read_iota2
-    from geoclass.iota2_convert import convert_iota2, to_yaml
-
-    conversion = convert_iota2(read_iota2(args.file), args.file.resolve().parent)
-    text = to_yaml(conversion)
-    if args.output is None:
-        print(text, end="")
-    else:
-        with atomic_output(args.output) as tmp:
-            tmp.write_text(text)
-        print(f"{args.output}: written ({len(conversion.warnings)} warning(s) at its top)")
-    for error in conversion.errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if conversion.errors else 0
-
-
-def cmd_samples(args) -> None:
-    print(f"samples written to {_run_step(args, 'samples')}")
-
-
-def cmd_train(args) -> None:
-    for (region, run), path in sorted(_run_step(args, "train").items()):
-        print(f"region {region} run {run}: {path}")
-
-
-def cmd_classify(args) -> None:
-    for path in _run_step(args, "mosaic", force=("classify", "mosaic")):
-        print(path)
-
-
-def _print_outcome(config, metrics: dict) -> None:
-    from geoclass.maps import final_dir
-    from geoclass.pipeline import read_run_warnings
-
-    final = final_dir(config)
-    print(f"final maps and reports: {final}")
-    for name in ("Classifications_fusion.tif", "Classif_Seed_0.tif", "RESULTS.txt",
-                 "report.html"):
-        if (final / name).exists():
-            print(f"  {final / name}")
-    summary = metrics.get("summary") or {}
-    if summary:
-        oa, kappa = summary["overall_accuracy"], summary["kappa"]
-        spread = f" +- {oa['ci95']:.3f}" if oa.get("ci95") is not None else ""
-        runs = summary["n_runs"]
-        print(f"overall accuracy {oa['mean']:.3f}{spread} (95 % CI over {runs} runs), "
-              f"kappa {kappa['mean']:.3f}" if runs > 1 else
-              f"overall accuracy {oa['mean']:.3f}, kappa {kappa['mean']:.3f} (1 run)")
-    if metrics.get("fusion"):
-        print(f"fusion of runs: OA {metrics['fusion']['scores']['overall_accuracy']:.3f}")
-    for warning in read_run_warnings(config):
-        print(f"warning: {warning}")
-
-
-def cmd_run(args) -> None:
-    from geoclass.config import load_config
-    from geoclass.pipeline import run_chain
-
-    config = load_config(args.config)
-    metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
-                        overwrite=args.overwrite, cluster=_cluster(args))
-    _print_outcome(config, metrics)
-
-
-def cmd_demo(args) -> None:
-    from geoclass.config import load_config
-    from geoclass.demo import demo_config
-    from geoclass.pipeline import run_chain
-
-    config = load_config(demo_config(args.out, args.size, args.seed))
-    metrics = run_chain(config, cluster=_cluster(args))
-    _print_outcome(config, metrics)
-
-
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("geoclass")
     except PackageNotFoundError:
@@ -208,36 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
                    "position); the ground truth then only validates")
     p.add_argument("--chunk-size", type=int, help="dask.chunk_size of the config "
                    "(default: half the tile, 64 to 512)")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func="synth_scene")
 
     config_help = "the configuration file (YAML; relative paths are read from its folder)"
     p = sub.add_parser("cube", help="build (or reuse) the time-series cube of every tile")
     p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     _cluster_options(p)
-    p.set_defaults(func=cmd_cube)
+    p.set_defaults(func="cube")
 
     p = sub.add_parser("check", help="run every input check, without heavy work")
     p.add_argument("config", type=Path, help=config_help)
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func="check")
 
     p = sub.add_parser("import-iota2", help="convert an iota2 configuration file (.cfg) to "
                        "geoclass YAML, each key commented with its iota2 origin")
     p.add_argument("file", type=Path)
     p.add_argument("-o", "--output", type=Path, help="write the YAML there (default: stdout)")
-    p.set_defaults(func=cmd_import_iota2)
+    p.set_defaults(func="import_iota2")
 
     p = sub.add_parser("samples", help="split, select, extract and augment the samples")
     p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="redo even if up to date")
     _cluster_options(p)
-    p.set_defaults(func=cmd_samples)
+    p.set_defaults(func="samples")
 
     p = sub.add_parser("train", help="fit one model per (region, run)")
     p.add_argument("config", type=Path, help=config_help)
     p.add_argument("--force", action="store_true", help="refit even if up to date")
     _cluster_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func="train")
 
     p = sub.add_parser("classify", help="classify every tile and run, mosaic, write the final "
                        "maps (training first if needed)")
@@ -245,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="redo the tile maps and the mosaic even if up to date")
     _cluster_options(p)
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(func="classify")
 
     steps = ["check", "cubes", "samples", "train", "classify", "mosaic", "validate", "report"]
     p = sub.add_parser("run", help="run the whole chain (every step that is not up to date)")
@@ -255,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the outputs of another configuration in chain.output_path")
     _cluster_options(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func="run")
 
     p = sub.add_parser("demo", help="generate a scene and run the whole chain on it")
     p.add_argument("--out", type=Path, default=Path("geoclass-demo"),
@@ -263,18 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="tile side in pixels, >= 32 (256)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the scene (0)")
     _cluster_options(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func="demo")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from geoclass import logs
-
     args = build_parser().parse_args(argv)
     logs.setup_console(args.debug)
     logs.forget_log_file()
     try:
-        status = args.func(args)
+        status = getattr(import_module("geoclass.commands"), args.func)(args)
     except GeoclassError as err:
         if args.debug:
             raise

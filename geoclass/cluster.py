@@ -12,7 +12,7 @@ from concurrent.futures import CancelledError
 from contextlib import contextmanager
 
 import dask
-from distributed import Client, KilledWorker, LocalCluster
+from distributed import Client, KilledWorker, LocalCluster, get_client, progress
 from distributed.diagnostics.progressbar import ProgressBar
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -37,8 +37,6 @@ def compute(*collections, label: str = "computing"):
     """Compute dask collections on the active client, with a progress bar named `label` on
     the console (a widget in Jupyter); without a client (plain dask in a notebook) compute
     as usual."""
-    from distributed import get_client
-
     try:
         client = get_client()
     except ValueError:
@@ -70,8 +68,6 @@ def _progress(client, futures, label: str):
         yield
         return
     if "ipykernel" in sys.modules:
-        from distributed import progress
-
         progress(futures)
         yield
         return

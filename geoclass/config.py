@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -367,16 +366,14 @@ _PATH_KEYS = ("output_path", "s2_path", "l8_path_old", "user_feat_path", "ground
               "s1_path", "series_path", "stac_path")
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _format_errors(err: ValidationError, source: str, hint=None) -> str:
     lines = [f"invalid configuration {source}:"]
     for item in err.errors():
         key = ".".join(str(part) for part in item["loc"])
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            from geoclass.iota2_keys import hint_for
-
-            hint = hint_for(item["loc"])
-            message = (f"unknown key; {hint}" if hint
+            known = hint(item["loc"]) if hint else None
+            message = (f"unknown key; {known}" if known
                        else "unknown key (check its spelling and section)")
         elif item["type"] == "missing":
             message = "required key is missing"
@@ -386,14 +383,15 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict, base_dir: Path, source: str = "<dict>") -> Config:
-    """Validate a config dict; relative paths resolve against `base_dir`."""
+def parse_config(data: dict, base_dir: Path, source: str = "<dict>", hint=None) -> Config:
+    """Validate a config dict; relative paths resolve against `base_dir`. `hint(loc)` may
+    name the key a misspelt or foreign one stands for."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration {source}: the top level must be a mapping")
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(_format_errors(err, source, hint)) from None
     for key in _PATH_KEYS:
         value = getattr(config.chain, key)
         if value is not None and not value.is_absolute():
@@ -401,24 +399,4 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>") -> Config:
     external = config.chain.external_samples
     if external is not None and not external.path.is_absolute():
         external.path = (base_dir / external.path).resolve()
-    return config
-
-
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML configuration file, or an iota2 one (`.cfg` syntax, told
-    apart by its content)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"configuration file not found: {path}")
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        from geoclass import iota2_convert
-
-        if iota2_convert.looks_like_iota2(text):
-            return iota2_convert.load_iota2(path, text)
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    config = parse_config(data or {}, path.resolve().parent, str(path))
-    config.source = path.resolve()
     return config

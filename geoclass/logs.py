@@ -37,10 +37,12 @@ class ConsoleHandler(RichHandler):
 def setup_console(debug: bool = False) -> None:
     """geoclass's records on the console (DEBUG with `debug`, else INFO); other libraries'
     chatter only from WARNING."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
-        handlers=[ConsoleHandler(console=CONSOLE, show_path=False, rich_tracebacks=debug,
-                                 markup=False)], force=True)
+    handler = ConsoleHandler(console=CONSOLE, show_path=False, rich_tracebacks=debug,
+                             markup=False)
+    if not debug:  # other libraries (dask's scheduler...) speak up only to warn
+        handler.addFilter(lambda r: r.name.startswith("geoclass") or r.levelno >= logging.WARNING)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s",
+                        handlers=[handler], force=True)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

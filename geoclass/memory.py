@@ -12,13 +12,18 @@ resumes, which is the hang this module prevents."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
 import dask
+import psutil
 
 from geoclass.errors import ClusterError
 
@@ -70,16 +75,12 @@ def worker_limits(client) -> dict[str, dict]:
                              "threads": int(w["nthreads"])} for addr, w in info.items()}
 
 
-TASK_MODULES = ("geoclass.predict", "geoclass.samples", "geoclass.cube", "geoclass.maps")
+TASK_MODULES = ("geoclass.views.maps", "geoclass.views.cube", "geoclass.steps.samples",
+                "geoclass.steps.mosaic")
 
 
 def _footprint() -> int:
     """This process's resident memory once the modules of geoclass's tasks are imported."""
-    import importlib
-    import os
-
-    import psutil
-
     for module in TASK_MODULES:
         importlib.import_module(module)
     return int(psutil.Process(os.getpid()).memory_info().rss)
@@ -89,9 +90,6 @@ def footprint_in_new_process() -> int:
     """A fresh Python's resident memory once it has imported geoclass's task modules: what a
     dask worker needs before its first task (measured outside the cluster, for workers that
     die before they can tell)."""
-    import subprocess
-    import sys
-
     code = "from geoclass.memory import _footprint; print(_footprint())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, check=True)
@@ -219,10 +217,6 @@ def worker_room(client) -> tuple[int, int]:
 
 
 def _resident() -> int:
-    import os
-
-    import psutil
-
     return int(psutil.Process(os.getpid()).memory_info().rss)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoclass.config import load_config
-from geoclass.synth import synth
+from geoclass.io.configfile import load_config
+from geoclass.testing.synth import synth
 
 # The material next to the project root (../shared), or where GEOCLASS_SHARED says
 SHARED = Path(os.environ.get("GEOCLASS_SHARED")

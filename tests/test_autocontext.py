@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import zarr
 
-from geoclass.config import load_config
 from geoclass.errors import ConfigError
-from geoclass.superpixels import context_features, halo, segment_tile, values_at_pixels
+from geoclass.io.configfile import load_config
+from geoclass.kernels.superpixels import halo
+from geoclass.lazy import pick
+from geoclass.views.context import context_view as context_features
+from geoclass.views.context import segment_tile
 
 from .conftest import edit_config, make_scene
 
@@ -96,7 +99,7 @@ def test_class_shares_per_superpixel_are_exact_across_chunks(segments):
             expected[:, inside] = (counts / counts.sum()).astype(np.float32)[:, None]
     np.testing.assert_allclose(shares, expected, atol=1e-6)
     rows, cols = rng.integers(0, ids.shape[0], 40), rng.integers(0, ids.shape[1], 40)
-    picked = values_at_pixels(da.from_array(expected, chunks=(3, 64, 64)), rows, cols)
+    picked = pick(da.from_array(expected, chunks=(3, 64, 64)), rows, cols, "context")
     np.testing.assert_array_equal(picked, expected[:, rows, cols].T)
 
 
@@ -113,7 +116,7 @@ def test_autocontext_refuses_samples_without_a_pixel_and_too_small_chunks(tmp_pa
 
 
 def test_check_reports_unknown_segmentation_features_and_a_missing_torch(tmp_path, monkeypatch):
-    from geoclass.check import check_inputs
+    from geoclass.steps.check import check_inputs
 
     config_path = make_scene(tmp_path / "s", tiles=1, size=64, dates=3)
     edit_config(config_path, chain={"enable_autocontext": True,
@@ -182,8 +185,7 @@ def test_autocontext_works_with_any_classifier(noisy_runs):
 def test_autocontext_outputs_and_context_features(noisy_runs):
     import joblib
 
-    from geoclass.classify import load_class_table
-    from geoclass.train import model_path
+    from geoclass.api import load_class_table, model_path
 
     config = noisy_runs["context"]
     out = config.chain.output_path
@@ -200,7 +202,7 @@ def test_autocontext_outputs_and_context_features(noisy_runs):
     assert not any(f.startswith("context_") for f in first.features)
     assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*_windows.zarr"))
     # resumed: nothing is refitted while the settings stay the same
-    from geoclass.train import train
+    from geoclass.api import train
 
     stamp = model_path(config, 1, 0).stat().st_mtime_ns
     train(config)

@@ -9,10 +9,10 @@ import pytest
 import xarray as xr
 from sklearn.dummy import DummyClassifier
 
-from geoclass.boundary import overlap_depth, region_weights
+from geoclass.api import classify_cube
 from geoclass.config import BoundaryFusion
-from geoclass.predict import classify_tile
-from geoclass.train import TrainedModel
+from geoclass.kernels.boundary import overlap_depth, region_weights
+from geoclass.models.trained import TrainedModel
 
 
 def test_weights_are_one_inside_zero_outside_and_linear_between():
@@ -56,7 +56,7 @@ def _classify(tmp_path, boundary_col, fusion):
     regions = da.from_array(np.where(np.arange(64) < boundary_col, 1, 2)[None, :]
                             .repeat(64, axis=0).astype(np.int32), chunks=32)
     models = {1: _model(tmp_path, 1, 0.8), 2: _model(tmp_path, 2, 0.2)}
-    result = classify_tile(features, regions, models, [10, 20], fusion, 10.0)
+    result = classify_cube(features, models, [10, 20], regions, fusion, 10.0)
     return result.compute()
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoclass.config import load_config
+from geoclass.io.configfile import load_config
 from geoclass.pipeline import run_chain
 
 from .test_pipeline import chain_scene

@@ -9,8 +9,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rio_cogeo.cogeo import cog_validate
 
-from geoclass.cog import write_cog
 from geoclass.grid import TileGrid
+from geoclass.io.cog import write_cog
 
 GRID = TileGrid("m", CRS.from_epsg(32632), Affine(10, 0, 300000, 0, -10, 5000000), 1100, 700,
                 256)

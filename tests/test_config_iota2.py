@@ -13,12 +13,13 @@ import pytest
 import yaml
 
 from geoclass.cli import main
-from geoclass.config import load_config, parse_config
-from geoclass.config_iota2 import is_unset, looks_like_iota2, parse_iota2, read_iota2
+from geoclass.config import parse_config
 from geoclass.errors import ConfigError
-from geoclass.iota2_convert import convert_iota2, to_yaml
-from geoclass.iota2_keys import IOTA2_NAMES, hint_for
-from geoclass.iota2_otb import otb_model
+from geoclass.io.configfile import load_config
+from geoclass.io.iota2.convert import convert_iota2, to_yaml
+from geoclass.io.iota2.keys import IOTA2_NAMES, hint_for
+from geoclass.io.iota2.otb import otb_model
+from geoclass.io.iota2.parser import is_unset, looks_like_iota2, parse_iota2, read_iota2
 from geoclass.models import make_classifier
 
 

@@ -9,10 +9,13 @@ import pytest
 import rasterio
 import yaml
 
-from geoclass.config import SensorOptions, load_config
-from geoclass.cube import date_grid, features_block, gapfill_block, indices_block, open_cubes
+from geoclass.config import SensorOptions
 from geoclass.errors import InputError
-from geoclass.sensors import read_landsat8_old
+from geoclass.io.configfile import load_config
+from geoclass.io.sensors import read_landsat8_old
+from geoclass.kernels.timeseries import features_block, gapfill_block, indices_block
+from geoclass.views.cube import open_cubes
+from geoclass.views.sources import date_grid
 
 from .conftest import NO_IOTA2_DATA, SHARED
 

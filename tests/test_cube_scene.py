@@ -9,8 +9,10 @@ import pytest
 import rasterio
 import xarray as xr
 
-from geoclass.cube import build_cubes, cube_path, find_sources, open_cube, open_cubes
+from geoclass.api import build_cubes, cube_path
 from geoclass.errors import InputError
+from geoclass.views.cube import open_cube, open_cubes
+from geoclass.views.sources import find_sources
 
 from .conftest import NO_IOTA2_DATA, SHARED, config_of, make_scene
 
@@ -90,14 +92,14 @@ def test_build_persists_atomically_and_reuses_unchanged_cubes(scene, client):
 
 
 def test_a_failed_build_leaves_no_cube_behind(scene, client, monkeypatch):
-    import geoclass.cube as cube
+    import geoclass.views.cube as cube
 
     config = config_of(scene)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cube, "read_series_block", broken)
+    monkeypatch.setattr(cube, "read_observations", broken)
     with pytest.raises(RuntimeError):
         build_cubes(config)
     assert not (config.chain.output_path / "cubes").exists() or not any(

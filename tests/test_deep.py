@@ -215,7 +215,7 @@ def test_deep_models_feed_every_map_of_the_chain(classifier, params, scene_templ
 
     import rasterio
 
-    from geoclass.config import load_config
+    from geoclass.io.configfile import load_config
     from geoclass.pipeline import run_chain
 
     from .conftest import edit_config

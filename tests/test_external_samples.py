@@ -17,16 +17,24 @@ import rasterio
 import yaml
 from rasterio.warp import transform as warp
 
-from geoclass.check import check_inputs
-from geoclass.classify import classify_lazy, load_class_table
+from geoclass.api import (
+    build_cubes,
+    classify_lazy,
+    load_class_table,
+    load_model,
+    read_samples,
+    sample,
+    train,
+)
 from geoclass.cli import main
-from geoclass.config import ExternalSamples, load_config
-from geoclass.cube import build_cubes, grid_of_cube, open_cube
+from geoclass.config import ExternalSamples
 from geoclass.errors import InputError
-from geoclass.external import external_path, matched_values, parse_table, read_external
+from geoclass.io.configfile import load_config
+from geoclass.io.external import external_path, matched_values, parse_table, read_external
 from geoclass.pipeline import run_chain
-from geoclass.samples import read_samples, reference_pieces, sample
-from geoclass.train import load_model, train
+from geoclass.steps.check import check_inputs
+from geoclass.steps.samples import reference_pieces
+from geoclass.views.cube import grid_of_cube, open_cube
 
 from .conftest import edit_config, make_scene
 

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from geoclass import fastboost as fb
+from geoclass.kernels import fastboost as fb
 
 N_FEATURES, N_CLASSES, N_TRAIN, N_PIXELS = 40, 6, 3000, 6000
 CODES = np.array([5, 6, 10, 13, 21, 40])  # geoclass class codes: any integers
@@ -360,7 +360,7 @@ def test_registry_and_fit_model_pass_the_polygons(data):
     from geoclass.config import Models
     from geoclass.models import classifier_problems, make_classifier
     from geoclass.models.boosting import XGBoostClassifier
-    from geoclass.train import fit_model
+    from geoclass.steps.train import fit_model
 
     X, y, _ = data
     model = make_classifier(Models(classifier="xgboost"), seed=3)
@@ -396,16 +396,17 @@ def test_check_reports_a_missing_xgboost(monkeypatch):
 def test_model_proba_takes_the_fast_path(data, library):
     pytest.importorskip(library)
     from geoclass.config import Models
+    from geoclass.kernels.predict import model_proba
     from geoclass.models import make_classifier
-    from geoclass.predict import model_proba
-    from geoclass.train import TrainedModel
+    from geoclass.models.trained import TrainedModel
 
     X, y, pixels = data
     estimator = make_classifier(Models(classifier=library, params={"n_estimators": 20}))
     estimator.fit(X, CODES[y])
     model = TrainedModel(estimator, [f"f{i}" for i in range(N_FEATURES)], list(CODES), 1, 0,
                          "hash")
+    model.compile()  # as loading a model does
     proba = model_proba(model, np.asfortranarray(pixels))
-    assert isinstance(model._compiled, fb.CompiledBoosting)
-    _check(estimator, model._compiled, pixels)
-    np.testing.assert_array_equal(proba, fb.predict_proba(model._compiled, pixels))
+    assert isinstance(model.compiled, fb.CompiledBoosting)
+    _check(estimator, model.compiled, pixels)
+    np.testing.assert_array_equal(proba, fb.predict_proba(model.compiled, pixels))

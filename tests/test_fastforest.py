@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from geoclass import fastforest as ff
+from geoclass.kernels import fastforest as ff
 
 N_FEATURES, N_CLASSES, N_TRAIN, N_PIXELS = 60, 6, 3000, 20000
 

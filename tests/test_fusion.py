@@ -7,7 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
-from geoclass.fusion import dempster_shafer, dempster_shafer_belief, majority_vote, mob_masses
+from geoclass.kernels.fusion import (
+    dempster_shafer,
+    dempster_shafer_belief,
+    majority_vote,
+    mob_masses,
+)
 
 
 def stack(*runs):

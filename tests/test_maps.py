@@ -13,11 +13,13 @@ import pytest
 import rasterio
 from rasterio.features import rasterize
 
-from geoclass.classify import load_class_table
-from geoclass.config import load_config
-from geoclass.fusion import dempster_shafer, mob_masses
-from geoclass.maps import mosaic, output_grid, run_confusion, tile_grids
-from geoclass.reference import read_nomenclature
+from geoclass.api import load_class_table, mosaic
+from geoclass.io.configfile import load_config
+from geoclass.io.reference import read_nomenclature
+from geoclass.kernels.fusion import dempster_shafer, mob_masses
+from geoclass.steps.mosaic import run_confusion
+from geoclass.store import RunStore
+from geoclass.views import maps as views
 
 from .conftest import edit_config
 
@@ -52,6 +54,15 @@ def maps(scene_template, tmp_path_factory, client):
     config = _scene(scene_template, tmp_path_factory.mktemp("maps") / "scene")
     mosaic(config)
     return config
+
+
+def tile_grids(config):
+    return views.tile_grids(config.chain.list_tile, RunStore(config.chain.output_path))
+
+
+def output_grid(config, grids=None):
+    return views.output_grid(grids or tile_grids(config), config.chain.proj,
+                             config.dask.chunk_size)
 
 
 def _read(path, band=None):
@@ -122,7 +133,8 @@ def test_fusion_of_runs_is_dempster_shafer_of_the_run_maps(maps):
     grids = tile_grids(maps)
     grid = output_grid(maps, grids)
     labels = np.stack([_read(final / f"Classif_Seed_{r}.tif", 1) for r in range(2)])
-    masses = [mob_masses(run_confusion(maps, r, grid, grids, table), "precision")
+    store = RunStore(maps.chain.output_path)
+    masses = [mob_masses(run_confusion(maps, store, r, grid, grids, table), "precision")
               for r in range(2)]
     expected = dempster_shafer(labels, masses, table.codes)
     fused = _read(final / "Classifications_fusion.tif", 1)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from geoclass.metrics import (
+from geoclass.kernels.scores import (
     class_labels,
     confusion_matrix,
     format_run_report,

@@ -11,7 +11,9 @@ from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 
 from geoclass.grid import TileGrid
-from geoclass.mosaic import TileMap, lazy_mosaic, lazy_validity, mosaic_grid
+from geoclass.grid import union_grid as mosaic_grid
+from geoclass.io.regrid import TileMap
+from geoclass.steps.mosaic import lazy_mosaic, lazy_validity
 
 UTM31, UTM32 = CRS.from_epsg(32631), CRS.from_epsg(32632)
 

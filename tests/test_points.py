@@ -14,11 +14,12 @@ import shapely
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoclass.check import check_inputs
-from geoclass.grid import TileGrid
-from geoclass.reference import check_ground_truth, load_ground_truth, pixel_of
-from geoclass.samples import read_samples, reference_pieces, sample, snapped_points
-from geoclass.train import load_model, train
+from geoclass.api import load_model, read_samples, sample, train
+from geoclass.grid import TileGrid, pixel_of
+from geoclass.io.reference import check_ground_truth, load_ground_truth
+from geoclass.kernels.extract import snapped_points
+from geoclass.steps.check import check_inputs
+from geoclass.steps.samples import reference_pieces
 
 from .conftest import config_of
 

@@ -12,11 +12,11 @@ import xarray as xr
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import ExtraTreesClassifier
 
-from geoclass.predict import classify_tile, predict_block
-from geoclass.rasterize import lazy_rasterize
-from geoclass.reference import read_nomenclature
-from geoclass.samples import read_samples
-from geoclass.train import TrainedModel, model_path, train
+from geoclass.api import classify_cube, model_path, read_samples, train
+from geoclass.io.reference import read_nomenclature
+from geoclass.kernels.predict import predict_block
+from geoclass.lazy import lazy_rasterize
+from geoclass.models.trained import TrainedModel
 
 from .conftest import config_of
 
@@ -57,8 +57,8 @@ def test_ties_go_to_the_first_class():
 
 
 def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factory, client):
-    from geoclass.cube import grid_of_cube, open_cube
-    from geoclass.reference import load_regions
+    from geoclass.io.reference import load_regions
+    from geoclass.views.cube import grid_of_cube, open_cube
 
     target = tmp_path_factory.mktemp("predict") / "scene"
     shutil.copytree(scene_template.parent, target)
@@ -70,8 +70,8 @@ def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factor
                              "region", grid)
     classes = sorted({c for (r, run) in paths for c in
                       read_samples(config, run).query("region == @r")["code"]})
-    result = classify_tile(cube.features, regions, {r: p for (r, _), p in paths.items()},
-                           classes)
+    result = classify_cube(cube.features, {r: p for (r, _), p in paths.items()}, classes,
+                           regions)
     assert isinstance(result, xr.Dataset) and result.classification.chunks is not None
     label = result.classification.values
     assert set(np.unique(label)) <= {0, *classes}
@@ -99,9 +99,9 @@ def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factor
 def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_template,
                                                                          tmp_path_factory,
                                                                          client, monkeypatch):
-    from geoclass.cube import grid_of_cube, open_cube
-    from geoclass.predict import _cached_model
-    from geoclass.reference import load_regions
+    from geoclass.io.reference import load_regions
+    from geoclass.models.trained import _cached
+    from geoclass.views.cube import grid_of_cube, open_cube
 
     target = tmp_path_factory.mktemp("fast") / "scene"
     shutil.copytree(scene_template.parent, target)
@@ -114,13 +114,13 @@ def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_te
     classes = sorted(int(c) for c in read_samples(config, 0)["code"].unique())
     models = {r: p for (r, _), p in paths.items()}
     results = {}
-    for flag in ("1", "0"):
-        monkeypatch.setenv("GEOCLASS_FASTFOREST", flag)
-        _cached_model.cache_clear()
-        results[flag] = classify_tile(cube.features, regions, models, classes).compute()
+    for flag in ("1", "0"):  # compiled forests, then scikit-learn's own predict_proba
+        _cached.cache_clear()
+        results[flag] = classify_cube(cube.features, models, classes, regions,
+                                      fast=flag == "1").compute()
     fast, reference = results["1"], results["0"]
-    from geoclass.fastforest import compile_forest
-    from geoclass.train import load_model
+    from geoclass.api import load_model
+    from geoclass.kernels.fastforest import compile_forest
 
     assert all(compile_forest(load_model(p).estimator) is not None for p in models.values())
     assert (fast.classification.values > 0).mean() > 0.9

@@ -11,7 +11,8 @@ from rasterio.crs import CRS
 from rasterio.features import rasterize
 
 from geoclass.grid import TileGrid
-from geoclass.rasterize import lazy_rasterize, shapes_by_window
+from geoclass.kernels.rasterize import shapes_by_window
+from geoclass.lazy import lazy_rasterize
 
 GRID = TileGrid("T", CRS.from_epsg(32631), Affine(10, 0, 300000, 0, -10, 4900000), 100, 90, 32)
 

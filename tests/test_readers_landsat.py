@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoclass.cube import open_cubes, open_series
 from geoclass.errors import InputError
-from geoclass.sensors import read_landsat8
+from geoclass.io.sensors import read_landsat8
+from geoclass.views.cube import open_cubes, open_series
 
 from .conftest import config_of, make_scene
 

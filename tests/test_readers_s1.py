@@ -11,9 +11,10 @@ import rasterio
 from affine import Affine
 
 from geoclass.config import Sentinel1Options
-from geoclass.cube import find_sources, open_cubes, open_series
 from geoclass.errors import InputError
-from geoclass.sensors.sentinel1 import read_sentinel1
+from geoclass.io.sensors.sentinel1 import read_sentinel1
+from geoclass.views.cube import open_cubes, open_series
+from geoclass.views.sources import find_sources
 
 from .conftest import config_of, make_scene
 
@@ -127,9 +128,9 @@ def test_mixed_sentinel2_sentinel1_chain_end_to_end(mixed, tmp_path, client):
     """The whole chain on S2 + S1 features: maps and accuracy from both sensors."""
     import json
 
-    from geoclass.config import load_config
+    from geoclass.api import load_model
+    from geoclass.io.configfile import load_config
     from geoclass.pipeline import run_chain
-    from geoclass.train import load_model
 
     target = tmp_path / "scene"
     shutil.copytree(mixed.parent, target, ignore=shutil.ignore_patterns("run"))

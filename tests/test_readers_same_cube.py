@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoclass.config import load_config
-from geoclass.cube import find_sources, open_cubes, open_series
+from geoclass.io.configfile import load_config
+from geoclass.views.cube import open_cubes, open_series
+from geoclass.views.sources import find_sources
 
 from .conftest import make_scene
 
@@ -81,7 +82,7 @@ def test_sen2cor_reflectances_equal_theia_where_both_are_clear(cubes):
 def test_synth_formats_write_their_config_keys(tmp_path):
     import yaml
 
-    from geoclass.synth import synth
+    from geoclass.testing.synth import synth
 
     config = synth(tmp_path / "a", tiles=1, size=64, dates=2, format="series", s1=True)
     data = yaml.safe_load(config.read_text())

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 
-import geoclass.sensors.base as base
-from geoclass.check import check_inputs
-from geoclass.cube import find_sources, open_cubes, open_series
+import geoclass.io.sensors.base as base
 from geoclass.errors import InputError
-from geoclass.sensors.sen2cor import SCL_INVALID, quantification, read_sen2cor
-from geoclass.synth_layouts import sen2cor_metadata
+from geoclass.io.sensors.sen2cor import SCL_INVALID, quantification, read_sen2cor
+from geoclass.steps.check import check_inputs
+from geoclass.testing.layouts import sen2cor_metadata
+from geoclass.views.cube import open_cubes, open_series
+from geoclass.views.sources import find_sources
 
 from .conftest import config_of, make_scene
 

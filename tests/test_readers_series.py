@@ -12,11 +12,13 @@ import rasterio
 import yaml
 from affine import Affine
 
-from geoclass.config import SeriesOptions, load_config
-from geoclass.cube import find_sources, open_cubes, open_series
+from geoclass.config import SeriesOptions
 from geoclass.errors import InputError
-from geoclass.sensors.pattern import NamePattern
-from geoclass.sensors.series import read_series
+from geoclass.io.configfile import load_config
+from geoclass.io.sensors.pattern import NamePattern
+from geoclass.io.sensors.series import read_series
+from geoclass.views.cube import open_cubes, open_series
+from geoclass.views.sources import find_sources
 
 from .conftest import config_of, make_scene
 

@@ -11,11 +11,13 @@ import pystac
 import pytest
 import rasterio
 
+from geoclass.api import build_cubes
 from geoclass.config import StacOptions
-from geoclass.cube import build_cubes, find_sources, open_cube, open_cubes, open_series
 from geoclass.errors import InputError
-from geoclass.sensors.stac import read_stac, tile_code
-from geoclass.synth_layouts import SCL_INVALID, STAC_CONFIG
+from geoclass.io.sensors.stac import read_stac, tile_code
+from geoclass.testing.layouts import SCL_INVALID, STAC_CONFIG
+from geoclass.views.cube import open_cube, open_cubes, open_series
+from geoclass.views.sources import find_sources
 
 from .conftest import config_of, make_scene
 

@@ -17,14 +17,14 @@ from affine import Affine
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
-from geoclass.check import check_inputs
+from geoclass.api import read_samples
 from geoclass.cli import main
-from geoclass.config import load_config
-from geoclass.cube import open_cube
 from geoclass.errors import InputError
 from geoclass.grid import grid_of_raster
-from geoclass.samples import read_samples
-from geoclass.synth import synth
+from geoclass.io.configfile import load_config
+from geoclass.steps.check import check_inputs
+from geoclass.testing.synth import synth
+from geoclass.views.cube import open_cube
 
 from .conftest import edit_config
 
@@ -141,12 +141,15 @@ def test_a_series_in_degrees_needs_a_projected_grid(tmp_path):
 
 
 def test_an_unexpected_error_is_one_message_with_the_log_path(scene, capsys, monkeypatch):
+    import dataclasses
+
     from geoclass import pipeline
 
-    def broken(config, force=False):
+    def broken(config, store, force=False):
         raise RuntimeError("boom in the samples")
 
-    monkeypatch.setitem(pipeline.STEPS, "samples", broken)
+    step = dataclasses.replace(pipeline.BY_NAME["samples"], run=broken)
+    monkeypatch.setitem(pipeline.BY_NAME, "samples", step)
     code, out, err = _run(capsys, "run", scene, "--workers", "1")
     assert code == 1
     assert "geoclass run: unexpected error in step samples: RuntimeError: boom" in err
@@ -248,7 +251,7 @@ def test_a_corrupt_raster_names_the_file_the_date_and_the_tile(scene, capsys):
 
 
 def test_write_permission_is_checked_where_it_can_be(tmp_path):
-    from geoclass.check import output_problems
+    from geoclass.steps.check import output_problems
 
     assert output_problems(tmp_path / "new" / "run") == []
     (tmp_path / "f").write_text("x")
@@ -277,7 +280,7 @@ def test_the_grid_of_a_cube_is_chunked_as_the_cube_whatever_its_shape():
     import dask.array as da
     import xarray as xr
 
-    from geoclass.cube import grid_of_cube
+    from geoclass.views.cube import grid_of_cube
 
     for attrs in ({}, {"chunk": 64}):
         data = da.zeros((40, 200), chunks=64)

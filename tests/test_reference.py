@@ -1,4 +1,4 @@
-"""Tests of geoclass.reference: iota2's reference-data rules and the class table."""
+"""Tests of geoclass.io.reference: iota2's reference-data rules and the class table."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import shapely.affinity
 from affine import Affine
 from rasterio.crs import CRS
 
+from geoclass.classes import build_class_table, check_class_table_inputs, write_class_table
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
-from geoclass.reference import (
-    build_class_table,
-    check_class_table_inputs,
+from geoclass.io.reference import (
     check_ground_truth,
     check_regions,
     load_ground_truth,
@@ -25,7 +24,6 @@ from geoclass.reference import (
     read_color_table,
     read_nomenclature,
     read_vector,
-    write_class_table,
 )
 
 from .conftest import IOTA2, NO_IOTA2_DATA

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geoclass.api import read_samples, sample
 from geoclass.config import SampleAugmentation, SelectionRule
-from geoclass.cube import open_cube
-from geoclass.samples import read_samples, reference_pieces, sample
-from geoclass.sampling import augment, pixel_keys, split_polygons, target_counts
+from geoclass.kernels.sampling import augment, pixel_keys, split_polygons, target_counts
+from geoclass.steps.samples import reference_pieces
+from geoclass.views.cube import open_cube
 
 from .conftest import config_of, edit_config
 
@@ -184,7 +185,7 @@ def test_reports_count_samples_and_chunks_read(sampled):
 
 
 def test_samples_step_is_skipped_when_nothing_changed(sampled):
-    manifest = sampled.chain.output_path / "samples" / "manifest.json"
+    manifest = sampled.chain.output_path / "manifests" / "samples.json"
     before = manifest.stat().st_mtime_ns
     sample(sampled)
     assert manifest.stat().st_mtime_ns == before

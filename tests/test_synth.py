@@ -15,8 +15,8 @@ import shapely
 from rasterio.features import rasterize
 from sklearn.ensemble import RandomForestClassifier
 
-from geoclass.config import load_config
-from geoclass.synth import (
+from geoclass.io.configfile import load_config
+from geoclass.testing.synth import (
     BANDS,
     BANDS_20M,
     NODATA,

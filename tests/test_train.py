@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from geoclass.api import load_model, model_path, read_samples, train
 from geoclass.config import Models
-from geoclass.cube import open_cube
 from geoclass.errors import ConfigError, InputError
 from geoclass.models import make_classifier
-from geoclass.samples import read_samples
-from geoclass.train import load_model, model_path, train
+from geoclass.views.cube import open_cube
 
 from .conftest import config_of
 

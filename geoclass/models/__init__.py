@@ -10,7 +10,7 @@ accurate as the random forest or more, faster to train, and predicted by the sam
 `xgboost` (geoclass.models.boosting.XGBoostClassifier: XGBoost for any class codes, optional
 early stopping on a polygon-grouped split) and `lightgbm` are gradient boosting (200 rounds of
 depth-6 / 31-leaf trees, learning rate 0.1); both are predicted by a compiled kernel too
-(geoclass.fastboost).
+(geoclass.kernels.fastboost).
 
 `tempcnn` / `lighttae` (geoclass.models.deep) are deep temporal models that need PyTorch and
 the feature names (their `feature_names` parameter) to read the time series."""
@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from geoclass.config import Models
 from geoclass.errors import ConfigError
+from geoclass.models import boosting, deep
 
 FOREST = {"n_estimators": 100, "max_depth": 25, "min_samples_leaf": 5}
 BOOSTING = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1, "tree_method": "hist"}
@@ -82,8 +83,6 @@ def make_classifier(models: Models, seed: int = 0):
 def classifier_problems(models: Models) -> list[str]:
     """What keeps `models` from being trained (unknown name, refused parameters, PyTorch missing
     for a deep model, XGBoost for xgboost), found without training or importing them."""
-    from geoclass.models import boosting, deep
-
     try:
         estimator = make_classifier(models)
     except ConfigError as err:

@@ -3,7 +3,8 @@
 `xgboost.XGBClassifier` wants the labels 0..K-1, geoclass's class codes are any integers (5, 6,
 10, 13...): `XGBoostClassifier` encodes them in `fit` and its `classes_` are the codes, in
 increasing order, as a scikit-learn classifier's. Its predictions are those of the fitted
-`XGBClassifier` in `model_`, which `geoclass.fastboost` compiles for the fast prediction path.
+`XGBClassifier` in `model_`, which `geoclass.kernels.fastboost` compiles for the fast
+prediction path.
 
 Early stopping (`early_stopping_rounds`): a `validation_fraction` of the samples is held out,
 by polygon when `fit` gets `groups` (geoclass.train passes the polygon of each sample), so that
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
 from geoclass.errors import ConfigError
@@ -124,7 +126,6 @@ def validation_split(codes: np.ndarray, groups: np.ndarray | None, fraction: flo
     the samples, stratified by class when possible) held out, every class kept in the training
     part (the groups of a class absent from it are moved back). None if nothing is left to
     validate on."""
-    from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 
     index = np.arange(len(codes))
     if groups is not None:

@@ -1,0 +1,306 @@
+"""What every sensor reader returns: dated acquisitions of band files and mask files on a tile,
+and the window reader that turns them into reflectance (or backscatter) blocks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from geoclass.errors import InputError
+from geoclass.grid import TileGrid
+from geoclass.kernels.timeseries import decode_block
+
+# "nonzero": any non-zero value is invalid; "bit0": bit 0 set is invalid; a tuple of integers:
+# those values are invalid (e.g. Sen2Cor's scene classes 0, 1, 3, 8, 9, 10).
+MaskRule = Literal["nonzero", "bit0"] | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """Band `index` (1-based) of raster `path`; `scale`/`offset`, when given, override the
+    series' conversion for this file (e.g. Sen2Cor's per-product BOA offset)."""
+
+    path: str
+    index: int = 1
+    scale: float | None = None
+    offset: float | None = None
+
+
+@dataclass(frozen=True)
+class MaskRef:
+    """A mask raster and which of its values flag an invalid pixel."""
+
+    path: str
+    rule: MaskRule = "nonzero"
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    date: dt.date
+    product: str
+    bands: tuple[BandRef, ...]
+    masks: tuple[MaskRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class SensorSeries:
+    """The acquisitions of one sensor on one tile, with how to turn digital numbers into
+    physical values (`value * scale + offset`, then from dB to linear with `db_input`), which
+    raw values are invalid (`nodata`, outside `valid_range`), which bands the spectral indices
+    use, and whether features are written in dB (`db_features`, for radar backscatter).
+
+    Several acquisitions on one date are merged into one observation (first valid wins)."""
+
+    sensor: str
+    prefix: str
+    tile: str
+    band_names: tuple[str, ...]
+    acquisitions: tuple[Acquisition, ...]
+    grid: TileGrid
+    scale: float = 1.0
+    offset: float = 0.0
+    nodata: float | None = None
+    index_bands: dict[str, str] = field(default_factory=dict)
+    valid_range: tuple[float, float] | None = None
+    resampling: str = "bilinear"
+    db_input: bool = False
+    db_features: bool = False
+    extra_files: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # what the reader found but could not date (user warnings)
+
+    @property
+    def dates(self) -> list[dt.date]:
+        """The observation dates, increasing, each once."""
+        return sorted({acq.date for acq in self.acquisitions})
+
+    def by_date(self) -> list[list[Acquisition]]:
+        """The acquisitions grouped by date, in the order of `dates`."""
+        groups: dict[dt.date, list[Acquisition]] = {}
+        for acq in self.acquisitions:
+            groups.setdefault(acq.date, []).append(acq)
+        return [groups[d] for d in self.dates]
+
+    def files(self) -> list[str]:
+        paths = {ref.path for acq in self.acquisitions for ref in acq.bands + acq.masks}
+        return sorted(paths | set(self.extra_files))
+
+
+def left_out(tile_dir, read: set[str], kind: str) -> tuple[str, ...]:
+    """The folders of `tile_dir` a reader did not take (not named `read`): a note each, so
+    that no product is dropped in silence (a name without a parseable date, another tile)."""
+    return tuple(f"{p.name}: left out, not a {kind} product name of this tile with a date"
+                 for p in sorted(Path(tile_dir).iterdir()) if p.is_dir() and p.name not in read)
+
+
+def _on_grid(src, grid: TileGrid) -> bool:
+    return src.crs == grid.crs and src.transform == grid.transform and src.shape == grid.shape
+
+
+def read_window(
+    path: str,
+    indexes: list[int],
+    grid: TileGrid,
+    window: Window,
+    resampling: Resampling = Resampling.nearest,
+    fill: float = 0,
+) -> np.ndarray:
+    """Read `indexes` of `path` over `window` of `grid`, shape (len(indexes), h, w).
+
+    A raster already on the grid is read directly; any other (another resolution, extent or
+    CRS) is warped on the fly through a GDAL WarpedVRT, only over the window asked for."""
+    with rasterio.open(path) as src:
+        if _on_grid(src, grid):
+            return src.read(indexes, window=window)
+        nodata = src.nodata if src.nodata is not None else None
+        with WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=resampling,
+            src_nodata=nodata,
+            nodata=nodata if nodata is not None else fill,
+        ) as vrt:
+            return vrt.read(indexes, window=window)
+
+
+def read_masked_window(
+    path: str,
+    indexes: list[int],
+    grid: TileGrid,
+    window: Window,
+    resampling: Resampling = Resampling.nearest,
+    src_nodata: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `read_window`, and also where the values are valid: (values (n, h, w), valid (h, w)).
+
+    Invalid: the file's own nodata value, `src_nodata` (for files that do not declare theirs),
+    and, for a warped file, every pixel outside its footprint (the warp's alpha band), so that
+    no fill value is ever taken for data. Resampling never mixes nodata into valid pixels."""
+    with rasterio.open(path) as src:
+        nodata = src.nodata if src.nodata is not None else src_nodata
+        if _on_grid(src, grid):
+            values = src.read(indexes, window=window)
+            valid = np.ones(values.shape[1:], bool)
+            if nodata is not None:
+                valid &= ~(values == nodata).any(axis=0)
+            return values, valid
+        with WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=resampling,
+            src_nodata=nodata,
+            add_alpha=True,
+        ) as vrt:
+            data = vrt.read([*indexes, vrt.count], window=window)
+            return data[:-1], data[-1] > 0
+
+
+def invalid_from_mask(values: np.ndarray, rule: MaskRule) -> np.ndarray:
+    """Boolean invalid-pixel mask from a mask raster's values."""
+    if isinstance(rule, (tuple, list)):
+        return np.isin(values, np.asarray(rule, dtype=values.dtype))
+    if rule == "nonzero":
+        return values != 0
+    return (values.astype(np.int64) & 1) == 1
+
+
+def read_raw_acquisition(
+    series: SensorSeries, acq: Acquisition, grid: TileGrid, window: Window, dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """One acquisition over `window` as stored: raw values (band, h, w) in `dtype`, and where
+    they are invalid (h, w): a mask flags the pixel, a band holds nodata or a value outside
+    the valid range, or the window leaves the data."""
+    h, w = int(window.height), int(window.width)
+    raw = np.empty((len(acq.bands), h, w), dtype)
+    invalid = np.zeros((h, w), bool)
+    by_file: dict[str, list[int]] = {}
+    for b, ref in enumerate(acq.bands):
+        by_file.setdefault(ref.path, []).append(b)
+    for path, positions in by_file.items():
+        indexes = [acq.bands[b].index for b in positions]
+        values, valid = _read_named(path, series, acq, indexes, grid, window,
+                                    Resampling[series.resampling], series.nodata)
+        raw[positions] = values
+        invalid |= ~valid
+    if series.nodata is not None:
+        invalid |= (raw == series.nodata).any(axis=0)
+    if series.valid_range is not None:
+        low, high = series.valid_range
+        invalid |= ((raw < low) | (raw > high)).any(axis=0)
+    for mask in acq.masks:
+        values, inside = _read_named(mask.path, series, acq, [1], grid, window,
+                                     Resampling.nearest)
+        invalid |= invalid_from_mask(values[0], mask.rule) | ~inside
+    return raw, invalid
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a sensor's observations are stored in a cube: the raw values read from its files
+    in `dtype` (the files' own), `sentinel` where masked (all bands of a date and pixel), and
+    the physical value raw * scale[t, b] + offset[t, b] (float32)."""
+
+    dtype: str
+    sentinel: float | int
+    scale: np.ndarray = field(compare=False)
+    offset: np.ndarray = field(compare=False)
+
+
+def sentinel_of(dtype) -> float | int:
+    """The value that marks a masked observation: NaN for floats, else the type's most
+    negative value (signed) or largest value (unsigned), which no sensor uses for data."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return float("nan")
+    info = np.iinfo(dtype)
+    return int(info.min) if dtype.kind == "i" else int(info.max)
+
+
+def _conversion(series: SensorSeries, acq: Acquisition) -> tuple[list[float], list[float]]:
+    scale = [series.scale if r.scale is None else r.scale for r in acq.bands]
+    offset = [series.offset if r.offset is None else r.offset for r in acq.bands]
+    return scale, offset
+
+
+def encoding_of(series: SensorSeries, dtype=None) -> Encoding:
+    """The storage of a series' observations: the dtype of its first acquisition's files
+    (or `dtype`), and each date's scale and offset (those of its first acquisition)."""
+    if dtype is None:
+        types = []
+        for path in dict.fromkeys(ref.path for ref in series.acquisitions[0].bands):
+            with rasterio.open(path) as src:
+                types += list(src.dtypes)
+        dtype = np.result_type(*types)
+    pairs = [_conversion(series, group[0]) for group in series.by_date()]
+    scale = np.array([p[0] for p in pairs], np.float32).reshape(len(pairs), -1)
+    offset = np.array([p[1] for p in pairs], np.float32).reshape(len(pairs), -1)
+    return Encoding(np.dtype(dtype).name, sentinel_of(dtype), scale, offset)
+
+
+def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
+                      window: Window) -> np.ndarray:
+    """Every date of the series over `window` as stored: (time, band, h, w) raw values in
+    the encoding's dtype, its sentinel where masked. Acquisitions of one date fill each
+    other's gaps, in their order (a later one with another scale or offset is re-encoded in
+    the date's)."""
+    h, w = int(window.height), int(window.width)
+    dtype = np.dtype(encoding.dtype)
+    out = np.full((len(series.dates), len(series.band_names), h, w), encoding.sentinel, dtype)
+    for t, group in enumerate(series.by_date()):
+        missing = np.ones((h, w), bool)
+        for acq in group:
+            raw, invalid = read_raw_acquisition(series, acq, grid, window, dtype)
+            take = missing & ~invalid
+            scale, offset = (np.asarray(v, np.float32) for v in _conversion(series, acq))
+            if not (np.array_equal(scale, encoding.scale[t])
+                    and np.array_equal(offset, encoding.offset[t])):
+                physical = raw * scale[:, None, None] + offset[:, None, None]
+                stored = (physical - encoding.offset[t][:, None, None]) / \
+                    encoding.scale[t][:, None, None]
+                raw = (stored if dtype.kind == "f" else np.rint(stored)).astype(dtype)
+            out[t][:, take] = raw[:, take]
+            missing &= ~take
+            if not missing.any():
+                break
+    return out
+
+
+def read_series_block(series: SensorSeries, grid: TileGrid, window: Window,
+                      encoding: Encoding | None = None) -> np.ndarray:
+    """Every date of the series over `window`: float32 (time, band, h, w) physical values,
+    NaN where masked."""
+    encoding = encoding or encoding_of(series)
+    raw = read_observations(series, grid, encoding, window)
+    return decode_block(raw, encoding.scale, encoding.offset, encoding.sentinel,
+                        series.db_input)
+
+
+def _read_named(path: str, series: SensorSeries, acq: Acquisition, *args):
+    """`read_masked_window(path, *args)`; a file that GDAL cannot read (truncated, corrupt)
+    gives an InputError naming the file, the date and the tile."""
+    try:
+        return read_masked_window(path, *args)
+    except (RasterioError, CPLE_BaseError) as err:
+        problem = (f"tile {series.tile}, {series.sensor} acquisition of {acq.date} "
+                   f"({acq.product}): cannot read {path}: {err}; replace the file or remove "
+                   "that acquisition")
+    # raised after the except clause: without the GDAL error as its context, which a dask
+    # worker could not send back whole
+    raise InputError([problem])
+
+

@@ -1,0 +1,97 @@
+"""Block-wise prediction: each block picks, per pixel, the model of its region and returns the
+class, the confidence and the class probabilities. Models are any objects with an
+`estimator` (scikit-learn API) and, optionally, a `compiled` fast form (models.trained)."""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from geoclass.kernels import fastboost, fastforest
+from geoclass.kernels.boundary import region_weights
+from geoclass.kernels.threads import task_threads
+
+NODATA = 0
+
+
+def predict_block(
+    features: np.ndarray, regions: np.ndarray, models: dict,
+    classes: list[int], weights: dict[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Classify one block.
+
+    features: float32 (F, h, w), NaN where the pixel has no valid data; regions: int (h, w),
+    0 outside every region; models: region -> model; classes: every class code, in the order
+    of the probability bands; weights: region -> (h, w) boundary-fusion weights (None: each
+    pixel is predicted by its own region's model alone).
+
+    A pixel is classified when its data are valid and its region has a model. Its
+    probabilities are the weighted mean of the probabilities of the models with a non-zero
+    weight there (its own model always counts), summed in region order. Returns uint16
+    (2 + C, h, w): the class code (0 = nodata), the confidence (100 x the highest probability,
+    0..100, as iota2) and the probability of each class x 1000 (rounded). Ties go to the class
+    listed first in `classes`."""
+    n_classes, (n_features, height, width) = len(classes), features.shape
+    out = np.zeros((2 + n_classes, height, width), np.uint16)
+    own = np.where(np.isfinite(features).all(axis=0), regions, 0)
+    target = np.isin(own, list(models))
+    if not target.any():
+        return out
+    if target.all():  # the usual block: a view, (n, F) F-contiguous, read as is by fastforest
+        own, pixels = own.reshape(-1), features.reshape(n_features, -1).T
+    else:
+        own, pixels = own[target], features[:, target].T
+    position = {code: i for i, code in enumerate(classes)}
+    total = np.zeros((len(own), n_classes), np.float64)
+    weight_sum = np.zeros(len(own), np.float64)
+    for region in sorted(models):
+        weight = (own == region).astype(np.float64)
+        if weights is not None and region in weights:
+            weight = np.where(own == region, np.maximum(weights[region][target], 1e-6),
+                              weights[region][target])
+        chosen = weight > 0
+        if not chosen.any():
+            continue
+        model = models[region]
+        columns = [position[int(c)] for c in model.estimator.classes_]
+        if chosen.all():  # no copy of the pixels
+            total[:, columns] += weight[:, None] * model_proba(model, pixels)
+            weight_sum += weight
+            continue
+        proba = model_proba(model, pixels[chosen])
+        total[np.ix_(chosen, columns)] += weight[chosen, None] * proba
+        weight_sum[chosen] += weight[chosen]
+    proba = total / weight_sum[:, None]
+    best = proba.argmax(axis=1)  # first maximum: the documented tie-break
+    out[0][target] = np.asarray(classes)[best]
+    out[1][target] = np.rint(proba.max(axis=1) * 100).astype(np.uint16)
+    out[2:, target] = np.rint(proba.T * 1000).astype(np.uint16)
+    return out
+
+
+def model_proba(model, pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities of (n, F) pixels: through the model's compiled fast form when it
+    has one (fastforest: scikit-learn's forests bit for bit; fastboost: XGBoost / LightGBM
+    within float32 rounding), else the estimator's own predict_proba."""
+    compiled = getattr(model, "compiled", None)
+    if isinstance(compiled, fastforest.CompiledForest):
+        return fastforest.predict_proba(compiled, pixels, n_threads=task_threads())
+    if isinstance(compiled, fastboost.CompiledBoosting):
+        return fastboost.predict_proba(compiled, pixels, n_threads=task_threads())
+    with threadpool_limits(task_threads()):  # scikit-learn walks trees fastest on (n, F) C order
+        return model.estimator.predict_proba(np.ascontiguousarray(pixels))
+
+
+def predict_with_fusion(features: np.ndarray, padded_regions: np.ndarray, models: dict,
+                        classes: list[int], fusion: dict | None) -> np.ndarray:
+    """`predict_block` of a block whose regions come with a margin of `fusion["depth"]`
+    pixels (boundary fusion: each region's weight from its distance to the boundary), or
+    without margin when `fusion` is None."""
+    if fusion is None:
+        return predict_block(features, padded_regions, models, classes)
+    depth = fusion["depth"]
+    weights = region_weights(padded_regions, depth, fusion["interior"], fusion["exterior"],
+                             fusion["resolution"], fusion["epsilon"])
+    core = padded_regions[depth:padded_regions.shape[0] - depth,
+                          depth:padded_regions.shape[1] - depth]
+    return predict_block(features, core, models, classes, weights)

@@ -1,0 +1,224 @@
+"""The lazy layer: the only module that builds dask graphs block by block (map_blocks,
+map_overlap, zarr reads and writes) and that turns a dask block into a raster window.
+
+Kernels stay pure numpy functions of arrays and plain values; the steps describe what to
+compute with the functions below; `cluster.compute` runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from rasterio.windows import Window
+
+from geoclass.atomic import atomic_output
+from geoclass.cluster import compute
+from geoclass.grid import TileGrid
+from geoclass.kernels.rasterize import rasterize_block, shapes_by_window
+
+
+def window_of(block_info) -> Window:
+    """The raster window of a dask block (its last two axes are y, x)."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"][-2:]
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _call(*blocks, kernel, window, index=False, block_info=None, **kwargs):
+    if window:
+        kwargs["window"] = window_of(block_info)
+    if index:
+        kwargs["block"] = tuple(block_info[None]["chunk-location"][-2:])
+    return kernel(*blocks, **kwargs)
+
+
+def from_windows(func: Callable, grid: TileGrid, lead: tuple[int, ...], dtype, *args,
+                 name: str | None = None) -> da.Array:
+    """A (*lead, y, x) array on `grid` whose blocks are `func(*args, window=...)`: one task
+    per chunk, reading only its window (sensor files, vectors to burn)."""
+    chunks = tuple((n,) for n in lead) + grid.chunks
+    meta = np.empty((0,) * (len(lead) + 2), dtype)
+
+    def source(block_info=None):
+        return func(*args, window=window_of(block_info))
+
+    return da.map_blocks(source, chunks=chunks, dtype=dtype, meta=meta, name=name)
+
+
+def map_yx(func: Callable, *arrays, lead: tuple[int, ...], dtype, window: bool = False,
+           index: bool = False, chunks=None, name: str | None = None, **kwargs) -> da.Array:
+    """A (*lead, y, x) array whose block (i, j) is `func(*blocks, **kwargs)`, the blocks
+    (i, j) of `arrays` ((..., y, x), chunked alike in y and x, every leading axis whole);
+    `window=True` also passes the block's raster window, `index=True` its (row, column)
+    index as `block`; `chunks`: other (y, x) chunks of the result (blocks of another size).
+    Blocks are computed where they are consumed: a chain of map_yx calls is one task per
+    block."""
+    first = arrays[0]
+    out_ndim = len(lead) + 2
+    drop = list(range(first.ndim - out_ndim)) if first.ndim > out_ndim else None
+    new = list(range(out_ndim - first.ndim)) if out_ndim > first.ndim else None
+    chunks = tuple((n,) for n in lead) + tuple(chunks or first.chunks[-2:])
+    return da.map_blocks(_call, *arrays, kernel=func, window=window, index=index,
+                         drop_axis=drop, new_axis=new, chunks=chunks, dtype=dtype, name=name,
+                         meta=np.empty((0,) * out_ndim, dtype), **kwargs)
+
+
+def map_overlap(func: Callable, *arrays, depth: int, boundary, lead: tuple[int, ...] | None,
+                dtype, **kwargs) -> da.Array:
+    """`func(*padded_blocks, **kwargs)` where each (y, x) block comes with `depth` pixels of
+    its neighbours on every side (`boundary` beyond the array's edge: a value, "nearest",
+    "reflect"); `func` returns the block's core, so results do not depend on the chunking."""
+    padded = [overlap(a, depth, boundary) for a in arrays]
+    first = arrays[0]
+    lead = lead if lead is not None else first.shape[:-2]
+    out_ndim = len(lead) + 2
+    drop = list(range(first.ndim - out_ndim)) if first.ndim > out_ndim else None
+    new = list(range(out_ndim - first.ndim)) if out_ndim > first.ndim else None
+    return da.map_blocks(_call, *padded, kernel=func, window=False, drop_axis=drop, new_axis=new,
+                         chunks=tuple((n,) for n in lead) + first.chunks[-2:], dtype=dtype,
+                         meta=np.empty((0,) * out_ndim, dtype), **kwargs)
+
+
+def lazy_rasterize(gdf, column: str, grid: TileGrid, dtype=np.int32, fill: int = 0) -> da.Array:
+    """A (y, x) dask array of `column` burnt on `grid` (`gdf` in the grid's CRS): one task
+    per block that geometries touch, holding only those geometries; a constant elsewhere."""
+    per_window = shapes_by_window(gdf, column, grid)
+    windows = dict(grid.block_windows())
+    rows = []
+    for r, h in enumerate(grid.chunks[0]):
+        row = []
+        for c, w in enumerate(grid.chunks[1]):
+            shapes = per_window.get((r, c))
+            if shapes:
+                task = dask.delayed(rasterize_block, pure=True)(shapes, windows[r, c], grid,
+                                                                dtype, fill)
+                row.append(da.from_delayed(task, (h, w), dtype=dtype))
+            else:
+                row.append(da.full((h, w), fill, dtype=dtype))
+        rows.append(row)
+    return da.block(rows)
+
+
+def overlap(array: da.Array, depth: int, boundary) -> da.Array:
+    """`array` whose (y, x) blocks overlap their neighbours by `depth` pixels."""
+    axes = {array.ndim - 2: depth, array.ndim - 1: depth}
+    lead = {i: 0 for i in range(array.ndim - 2)}
+    edges = {array.ndim - 2: boundary, array.ndim - 1: boundary}
+    return da.overlap.overlap(array, depth={**lead, **axes},
+                              boundary={**{i: "none" for i in lead}, **edges})
+
+
+def rechunk_like(array: da.Array, chunks) -> da.Array:
+    """`array` with the (y, x) chunks `chunks` and every leading axis in one block."""
+    return array.rechunk({**{i: -1 for i in range(array.ndim - 2)},
+                          array.ndim - 2: chunks[0], array.ndim - 1: chunks[1]})
+
+
+def zeros(shape, chunks, dtype) -> da.Array:
+    """A lazy array of zeros (a template whose blocks a map_yx function ignores)."""
+    return da.zeros(shape, chunks=chunks, dtype=dtype)
+
+
+def block(array: da.Array, row: int, col: int) -> da.Array:
+    """The (row, col) block of a (..., y, x) array, every leading axis whole."""
+    return array.blocks[(0,) * (array.ndim - 2) + (row, col)]
+
+
+def delayed(func: Callable):
+    """`func` as a dask task maker (a task per call, its arguments in that task only)."""
+    return dask.delayed(func, pure=False)
+
+
+def compute_all(tasks: list, label: str) -> tuple:
+    return compute(*tasks, label=label)
+
+
+def pick(array: da.Array, rows: np.ndarray, cols: np.ndarray, label: str) -> np.ndarray:
+    """(n, *lead) values of a (*lead, y, x) array at pixels (rows, cols), computing only the
+    blocks that hold them."""
+    starts = [np.concatenate([[0], np.cumsum(c)]) for c in array.chunks[-2:]]
+    bi = np.searchsorted(starts[0], rows, side="right") - 1
+    bj = np.searchsorted(starts[1], cols, side="right") - 1
+    lead = array.shape[:-2]
+    out = np.zeros((len(rows), *lead), array.dtype)
+    picks = []
+    for a, b in sorted(set(zip(bi.tolist(), bj.tolist()))):
+        where = np.nonzero((bi == a) & (bj == b))[0]
+        task = dask.delayed(_pick)(block(array, a, b), rows[where] - starts[0][a],
+                                   cols[where] - starts[1][b])
+        picks.append((where, task))
+    if picks:
+        values = compute(*[t for _, t in picks], label=label)
+        for (where, _), value in zip(picks, values):
+            out[where] = value
+    return out
+
+
+def _pick(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return np.moveaxis(values[..., rows, cols], -1, 0)
+
+
+# --- zarr -----------------------------------------------------------------------------------
+
+
+def write_zarr(arrays: dict[str, da.Array], path: Path, label: str,
+               attrs: dict | None = None, encoding: dict | None = None) -> Path:
+    """Store named dask arrays in one zarr group at `path`, block by block on the cluster, in
+    one computation, atomically."""
+    variables = {}
+    for name, array in arrays.items():
+        if isinstance(array, xr.DataArray):
+            variables[name] = array
+        else:
+            dims = tuple(f"{name}_{i}" for i in range(array.ndim - 2)) + ("y", "x")
+            variables[name] = xr.DataArray(array, dims=dims)
+    dataset = xr.Dataset(variables, attrs=attrs or {})
+    return write_dataset(dataset, path, label, encoding)
+
+
+def write_array(array: da.Array, path: Path, label: str) -> Path:
+    """Store one dask array as a plain zarr array at `path`, block by block, atomically."""
+    with atomic_output(path) as tmp:
+        compute(array.to_zarr(str(tmp), overwrite=True, compute=False), label=label)
+    return path
+
+
+def read_array(path: Path) -> da.Array:
+    """A plain zarr array written by `write_array`, lazily."""
+    return da.from_zarr(str(path))
+
+
+def write_dataset(dataset: xr.Dataset, path: Path, label: str,
+                  encoding: dict | None = None) -> Path:
+    """Store a lazy dataset as zarr at `path`, block by block on the cluster, atomically."""
+    with atomic_output(path) as tmp:
+        write = dataset.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2,
+                                compute=False, encoding=encoding or {})
+        compute(write, label=label)
+    return path
+
+
+def open_zarr(path: Path) -> xr.Dataset:
+    """A zarr store written by `write_zarr` / `write_dataset`, lazily."""
+    ds = xr.open_zarr(path, consolidated=True)
+    return ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
+
+
+def stored_array(path: Path, name: str):
+    """One array of a zarr store as stored (sliceable window by window, read on the spot):
+    what a COG is streamed from."""
+    return zarr.open_group(str(path), mode="r")[name]
+
+
+def stack(arrays: list[da.Array]) -> da.Array:
+    """Arrays of the same (y, x) grid stacked on a new leading axis, in one block."""
+    return da.stack(arrays).rechunk({0: -1})
+
+
+def read_zarr(path: Path, name: str) -> da.Array:
+    """One array of a zarr store, lazily, chunked as stored."""
+    return open_zarr(path)[name].data

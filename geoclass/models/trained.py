@@ -1,0 +1,84 @@
+"""A fitted model and what it was fitted on, saved with its SHA-256 and loaded only when the
+file still has it (a model file runs code when unpickled: one replaced in the output folder is
+refused, never loaded). At load, forests and gradient boosting are compiled once into their
+fast predictors (kernels.fastforest, kernels.fastboost)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+
+from geoclass.atomic import atomic_output
+from geoclass.errors import InputError
+from geoclass.kernels import fastboost, fastforest
+from geoclass.store import sha256_of
+
+
+@dataclass
+class TrainedModel:
+    """A fitted estimator and what it was fitted on; `compiled`: its fast predictor, set at
+    load (not saved)."""
+
+    estimator: object
+    features: list[str]
+    classes: list[int]
+    region: int
+    run: int
+    config_hash: str
+    versions: dict[str, str] = field(default_factory=dict)
+    search: dict | None = None
+    compiled: object = field(default=None, compare=False, repr=False)
+
+    def check_features(self, names: list[str], source: str = "the cube") -> None:
+        """Raise a clear error if `names` are not the features the model was trained on."""
+        if list(names) != self.features:
+            missing = [f for f in self.features if f not in set(names)][:5]
+            raise InputError([f"model of region {self.region} run {self.run} was trained on "
+                              f"{len(self.features)} features that do not match the "
+                              f"{len(names)} of {source} (missing e.g. {missing}); "
+                              "retrain it (geoclass train --force)"])
+
+    def compile(self) -> TrainedModel:
+        """Set `compiled`: the estimator's fast predictor, if it has one."""
+        self.compiled = (fastforest.compile_forest(self.estimator)
+                         or fastboost.compile_boosting(self.estimator))
+        return self
+
+
+def save_model(model: TrainedModel, path: Path) -> str:
+    """Save a model atomically; returns the file's SHA-256 (for the manifest)."""
+    model.compiled = None
+    with atomic_output(path) as tmp:
+        joblib.dump(model, tmp)
+        digest = sha256_of(tmp)
+    return digest
+
+
+def load_model(path: str | Path, sha256: str | None = None, fast: bool = True) -> TrainedModel:
+    """Load a saved model, refusing a file whose SHA-256 is not `sha256` (when given);
+    `fast`: compile its fast predictor."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError([f"{path}: no such model; run geoclass train first"])
+    if sha256 is not None and sha256_of(path) != sha256:
+        raise InputError([f"{path}: this model file changed after training (its SHA-256 is "
+                          "not the one recorded in manifests/train.json): it may have been "
+                          "replaced, and is not loaded; retrain (geoclass train --force)"])
+    model = joblib.load(path)
+    if not isinstance(model, TrainedModel):
+        raise InputError([f"{path}: not a geoclass model"])
+    return model.compile() if fast else model
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, stamp: int, sha256: str | None, fast: bool) -> TrainedModel:
+    return load_model(path, sha256, fast)
+
+
+def cached_model(path: str, sha256: str | None = None, fast: bool = True) -> TrainedModel:
+    """A model loaded once per worker process (by path, modification time and hash)."""
+    return _cached(path, os.stat(path).st_mtime_ns, sha256, fast)
