@@ -1,4 +1,4 @@
-"""Benchmark: the compiled boosting kernel (geoclass.kernels.fastboost) against XGBoost and LightGBM.
+"""Benchmark: the compiled boosting kernel (kernels.fastboost) against XGBoost and LightGBM.
 
 Gradient-boosted models are trained on synthetic samples of 156 float32 features and 10
 classes (make_classification as bench_kernel.py: 40 informative and 40 redundant features, 3

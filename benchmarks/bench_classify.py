@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_cube import MiB
 from classify_step import (
     ENV,
     generate,
@@ -60,6 +59,7 @@ from classify_step import (
     set_model,
     train,
 )
+from common import MiB
 
 OTB_HINT = ("OTB is not installed: `apt-get install -y otb-bin` (Debian 12: OTB 8.1.1) "
             "puts otbcli_ImageClassifier and otbcli_TrainVectorClassifier on the PATH")
@@ -107,12 +107,11 @@ def sklearn_child(config_path: Path, out: Path, workers: int, threads: int) -> i
     """Run (b) in this process and print its JSON line."""
     import dask.array as da
     import zarr
-    from bench_cube import TreeSampler
+    from common import TreeSampler
 
+    from geoclass.api import cube_path, load_model, model_path
     from geoclass.cluster import compute, dask_client
-    from geoclass.config import load_config
-    from geoclass.cube import cube_path
-    from geoclass.train import load_model, model_path
+    from geoclass.io.configfile import load_config
 
     config = load_config(config_path)
     tile = config.chain.list_tile[0]
@@ -159,7 +158,7 @@ def otb_train(config: Path, folder: Path, args) -> tuple[Path, float]:
     import geopandas as gpd
     import pandas as pd
 
-    from geoclass.train import load_model
+    from geoclass.api import load_model
 
     learn = pd.read_parquet(output_dir(config) / "samples" / "learn_seed_0.parquet")
     names = load_model(output_dir(config) / "model" / "model_1_seed_0.joblib").features
@@ -196,7 +195,7 @@ def otb_classify(stack: Path, model: Path, folder: Path, args) -> dict:
 
 def forest_stats(config: Path) -> str:
     """Nodes and depth of the trained model (tree ensembles), for the report."""
-    from geoclass.train import load_model
+    from geoclass.api import load_model
 
     estimator = load_model(output_dir(config) / "model" / "model_1_seed_0.joblib").estimator
     trees = getattr(estimator, "estimators_", None)

@@ -1,369 +1,158 @@
-"""Benchmark: building a tile's feature cube is chunk-bound in memory (issue 2).
+"""Benchmark: the cube build against the read-and-decode floor, and the cube's size against the
+inputs it is made from (issue 13), side by side in one run.
 
-For each tile size, a one-tile synthetic Sentinel-2 scene is generated (not timed, in a
-subprocess whose peak RSS is reported too), then `geoclass.cube.build_cubes` (ingest +
-gap-filling + features, written to zarr block by block) is timed on a fresh LocalCluster.
-While it runs, the RSS of the whole process tree (this driver, the nanny and the dask
-worker processes) is sampled every `--interval` seconds.
+    python benchmarks/bench_cube.py --size 2048 --dates 24          # the issue's scene
+    python benchmarks/bench_cube.py --size 512 --dates 8 --codecs   # quick, with a codec table
 
-If the cube never holds the whole tile in memory, the peak RSS stays about the same when
-the tile area grows 16x (1024 -> 4096 px side), while the throughput (pixels/s) stays
-about the same too.
-
-    python benchmarks/bench_cube.py                      # defaults: 1024 and 4096 px
-    python benchmarks/bench_cube.py --sizes 256 512      # quick run
-"""
+1. A one-tile THEIA scene (10 bands, CLM/EDG masks) is generated once (not timed).
+2. The floor: every input raster read and decoded once, in 512 x 512 windows, on 2 threads
+   (nothing else done); throughput in tile pixels per second.
+3. The cube build: the cube step on a LocalCluster of 1 worker x 2 threads (started before the
+   clock), from the same files to `cubes/<TILE>.zarr`; the peak RSS of the process tree too.
+4. Sizes: the inputs (every file of the tile) and the cube on disk.
+With --codecs, the build is repeated with other compressors (same data) to compare them."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import logging
-import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numcodecs
 import psutil
-import yaml
+import rasterio
+from distributed import Client, LocalCluster
+from rasterio.windows import Window
 
-MiB = 1024**2
-GiB = 1024**3
-
-
-# --- RSS sampling of a process tree ---------------------------------------------------------
-
-
-@dataclass
-class TreePeak:
-    """Peak RSS (bytes) of a process tree, sampled: all together, the root alone, and the
-    descendants alone (each peak is taken over its own samples)."""
-
-    total: int = 0
-    root: int = 0
-    children: int = 0
-    samples: int = 0
-    first_total: int = 0
-
-
-@dataclass
-class TreeSampler:
-    """Sample the RSS of `pid` and all its descendants every `interval` seconds, in a thread."""
-
-    pid: int
-    interval: float = 0.2
-    peak: TreePeak = field(default_factory=TreePeak)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sample(self) -> tuple[int, int]:
-        """(root RSS, sum of the descendants' RSS) now; vanished processes count as 0."""
-        try:
-            root = psutil.Process(self.pid)
-            root_rss = root.memory_info().rss
-            children = root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return 0, 0
-        child_rss = 0
-        for child in children:
-            try:
-                child_rss += child.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return root_rss, child_rss
-
-    def _record(self) -> None:
-        root, children = self.sample()
-        peak = self.peak
-        if peak.samples == 0:
-            peak.first_total = root + children
-        peak.samples += 1
-        peak.total = max(peak.total, root + children)
-        peak.root = max(peak.root, root)
-        peak.children = max(peak.children, children)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._record()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._record()  # one last sample, so a very short run still has one
-
-
-# --- scene generation -----------------------------------------------------------------------
-
-
-_SYNTH = """
-import json, sys
+from geoclass.io.configfile import load_config
+from geoclass.steps import cube as cube_step
+from geoclass.store import RunStore
 from geoclass.testing.synth import synth
-kwargs = json.loads(sys.argv[1])
-print(synth(**kwargs))
-"""
 
-
-def generate_scene(folder: Path, size: int, dates: int, seed: int, interval: float,
-                   layout: str = "theia"):
-    """Write a one-tile scene in a subprocess; returns (config path, seconds, peak RSS)."""
-    kwargs = dict(
-        out_dir=str(folder), tiles=1, size=size, dates=dates, classes=8, regions=2, seed=seed,
-        format=layout,
-    )
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SYNTH, json.dumps(kwargs)], stdout=subprocess.PIPE, text=True
-    )
-    with TreeSampler(proc.pid, interval) as sampler:
-        out, _ = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"scene generation failed for size {size} (exit {proc.returncode})")
-    return Path(out.strip().splitlines()[-1]), time.perf_counter() - start, sampler.peak.total
-
-
-def tune_config(path: Path, chunk: int, out_dates: int) -> int:
-    """Set the chunk size and a date step giving about `out_dates` gap-filled dates;
-    returns the step in days."""
-    data = yaml.safe_load(path.read_text())
-    scene = json.loads((path.parent / "scene.json").read_text())
-    days = [dt.date.fromisoformat(d) for d in next(iter(scene["dates"].values()))]
-    span = (days[-1] - days[0]).days
-    step = max(1, math.ceil(span / max(1, out_dates - 1))) if out_dates > 1 else span + 1
-    data.setdefault("dask", {})["chunk_size"] = chunk
-    data.setdefault("sensors", {}).setdefault("sentinel_2", {})["temporal_resolution"] = step
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    return step
+MiB = 2**20
+CODECS = {
+    "zstd1+bitshuffle": numcodecs.Blosc(cname="zstd", clevel=1,
+                                        shuffle=numcodecs.Blosc.BITSHUFFLE),
+    "zstd3+bitshuffle": numcodecs.Blosc(cname="zstd", clevel=3,
+                                        shuffle=numcodecs.Blosc.BITSHUFFLE),
+    "lz4+bitshuffle": numcodecs.Blosc(cname="lz4", clevel=5,
+                                      shuffle=numcodecs.Blosc.BITSHUFFLE),
+    "zstd1+shuffle": numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE),
+    "lz4+shuffle": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
+}
 
 
 def du(path: Path) -> int:
-    """Bytes on disk under `path`."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def read_floor(files: list[Path], threads: int = 2, side: int = 512) -> float:
+    """Seconds to read and decode every window of every file once, on `threads` threads."""
+    def read_file(path: Path) -> int:
+        total = 0
+        with rasterio.open(path) as src:
+            for row in range(0, src.height, side):
+                for col in range(0, src.width, side):
+                    window = Window(col, row, min(side, src.width - col),
+                                    min(side, src.height - row))
+                    total += int(src.read(1, window=window).size)
+        return total
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(read_file, files))
+    return time.perf_counter() - start
+
+
+class PeakRSS:
+    """The peak RSS of this process and its children, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.peak, self.interval = 0, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process(os.getpid())
+        while not self._stop.wait(self.interval):
             try:
-                total += os.stat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
+                procs = [me, *me.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
                 pass
-    return total
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
-# --- one size ---------------------------------------------------------------------------------
+def build(config, store: RunStore) -> tuple[float, int]:
+    """Seconds of the cube step (force) and the peak RSS of the process tree meanwhile."""
+    shutil.rmtree(store.root / "cubes", ignore_errors=True)
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        cube_step.run(config, store, force=True)
+        seconds = time.perf_counter() - start
+    return seconds, rss.peak
 
 
-@dataclass
-class Result:
-    size: int
-    features: int
-    chunks: int
-    synth_s: float
-    synth_peak: int
-    wall_s: float
-    idle: int  # process-tree RSS with the cluster up and its libraries imported, before the build
-    peak: int  # process-tree peak RSS during the build
-    driver_peak: int
-    workers_peak: int  # nanny + worker processes
-    inputs_bytes: int
-    cube_bytes: int
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--dates", type=int, default=24)
+    parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--keep", type=Path, help="scene folder (default: a temporary one)")
+    parser.add_argument("--codecs", action="store_true", help="compare compressors too")
+    args = parser.parse_args()
 
-    @property
-    def pixels(self) -> int:
-        return self.size * self.size
-
-    @property
-    def pixels_per_s(self) -> float:
-        return self.pixels / self.wall_s
-
-    @property
-    def cube_in_memory(self) -> int:
-        """What the tile's whole feature cube would take in memory (float32)."""
-        return self.pixels * self.features * 4
-
-
-def _import_libraries() -> None:
-    """Run on the workers: import what the cube tasks use (rasterio, xarray, zarr...)."""
-    import zarr  # noqa: F401
-
-    import geoclass.cube  # noqa: F401
-
-
-def run_size(args, size: int, root: Path) -> Result:
-    from geoclass.cluster import dask_client
-    from geoclass.config import load_config
-    from geoclass.cube import build_cubes, open_cube
-
-    folder = root / f"scene_{size}"
-    print(f"[{size} px] generating the scene ...", flush=True)
-    config_path, synth_s, synth_peak = generate_scene(
-        folder, size, args.dates, args.seed, args.interval, args.format
-    )
-    step = tune_config(config_path, args.chunk, args.out_dates)
+    folder = args.keep or Path(f"/tmp/bench_cube_{args.size}_{args.dates}")
+    config_path = folder / "config.yaml"
+    if not config_path.exists():
+        print(f"generating a {args.size} px, {args.dates}-date scene in {folder} ...", flush=True)
+        synth(folder, tiles=1, size=args.size, dates=args.dates, classes=8, regions=2,
+              chunk_size=args.chunk)
     config = load_config(config_path)
-    inputs = du(folder)
-    print(
-        f"[{size} px] scene: {synth_s:.1f} s, generator peak RSS {synth_peak / MiB:.0f} MiB, "
-        f"{inputs / MiB:.0f} MiB on disk; date step {step} d",
-        flush=True,
-    )
-
-    with dask_client(
-        config.dask,
-        workers=args.workers,
-        threads_per_worker=args.threads,
-        memory_limit=args.memory_limit,
-    ) as client:
-        client.wait_for_workers(args.workers)
-        client.run(_import_libraries)  # so that "idle" holds the libraries, not just Python
-        time.sleep(1.0)  # let the worker processes settle
-        idle_sampler = TreeSampler(os.getpid())
-        idle = sum(idle_sampler.sample())
-        print(f"[{size} px] building the cube ...", flush=True)
-        with TreeSampler(os.getpid(), args.interval) as sampler:
-            start = time.perf_counter()
-            paths = build_cubes(config, force=True)
-            wall = time.perf_counter() - start
-    (path,) = paths.values()
-    cube = open_cube(path)
-    features = cube.sizes["feature"]
-    chunks = math.prod(len(c) for c in cube["features"].chunks[1:])
-    cube_bytes = du(path)
-    peak = sampler.peak
-    result = Result(
-        size,
-        features,
-        chunks,
-        synth_s,
-        synth_peak,
-        wall,
-        idle,
-        peak.total,
-        peak.root,
-        peak.children,
-        inputs,
-        cube_bytes,
-    )
-    print(
-        f"[{size} px] {wall:.1f} s, {result.pixels_per_s / 1e6:.3f} Mpx/s, peak RSS "
-        f"{peak.total / MiB:.0f} MiB ({peak.samples} samples); cube {features} features, "
-        f"{cube_bytes / MiB:.0f} MiB on disk",
-        flush=True,
-    )
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-    return result
-
-
-# --- report -----------------------------------------------------------------------------------
-
-
-def report(results: list[Result], args) -> str:
-    head = (
-        "| size (px) | pixels | features | chunks | wall (s) | Mpx/s | peak RSS tree (MiB) "
-        "| driver (MiB) | workers (MiB) | idle tree (MiB) | cube in RAM would be (MiB) "
-        "| cube on disk (MiB) | generator peak RSS (MiB) |"
-    )
-    lines = [head, "|" + "---:|" * (head.count("|") - 1)]
-    for r in results:
-        lines.append(
-            f"| {r.size} | {r.pixels / 1e6:.2f} M | {r.features} | {r.chunks} | {r.wall_s:.1f} "
-            f"| {r.pixels_per_s / 1e6:.3f} | {r.peak / MiB:.0f} | {r.driver_peak / MiB:.0f} "
-            f"| {r.workers_peak / MiB:.0f} | {r.idle / MiB:.0f} | {r.cube_in_memory / MiB:.0f} "
-            f"| {r.cube_bytes / MiB:.0f} | {r.synth_peak / MiB:.0f} |"
-        )
-    if len(results) > 1:
-        small, big = results[0], results[-1]
-        area = big.pixels / small.pixels
-        rss = big.peak / small.peak
-        rss_above_idle = (big.peak - big.idle) / max(1, small.peak - small.idle)
-        speed = big.pixels_per_s / small.pixels_per_s
-        lines += [
-            "",
-            f"area ratio {big.size}/{small.size}: {area:.1f}x",
-            f"peak RSS ratio {big.size}/{small.size}: {rss:.2f} "
-            f"(above the idle cluster: {rss_above_idle:.2f})",
-            f"pixels/s ratio {big.size}/{small.size}: {speed:.2f}",
-            f"-> {area:.0f}x the area with peak RSS x{rss:.2f}: memory is bound by the chunk "
-            f"({args.chunk} px), not the tile; throughput x{speed:.2f} (1 = linear scaling).",
-        ]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--sizes",
-        type=int,
-        nargs="+",
-        default=[1024, 4096],
-        help="tile sides in pixels, smallest first (default: 1024 4096)",
-    )
-    parser.add_argument("--dates", type=int, default=6, help="acquisition dates (default 6)")
-    parser.add_argument(
-        "--out-dates",
-        type=int,
-        default=6,
-        help="about how many gap-filled dates (sets temporal_resolution)",
-    )
-    parser.add_argument("--chunk", type=int, default=512, help="dask.chunk_size (default 512)")
-    parser.add_argument("--workers", type=int, default=1, help="dask worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per worker")
-    parser.add_argument("--memory-limit", default="auto", help="per worker (default auto)")
-    parser.add_argument("--interval", type=float, default=0.2, help="RSS sampling period, s")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", default="theia",
-                        choices=["theia", "sen2cor", "stac", "series", "landsat8"],
-                        help="layout of the generated products (default theia)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        help="where scenes and cubes go (default: a temporary folder, deleted)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep scenes and cubes")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    import distributed  # noqa: F401  (its loggers exist once imported: quiet them)
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("distributed"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-
-    temporary = args.workdir is None
-    root = Path(tempfile.mkdtemp(prefix="bench_cube_")) if temporary else args.workdir
-    root.mkdir(parents=True, exist_ok=True)
-    print(
-        f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / GiB:.1f} GiB; "
-        f"load average {os.getloadavg()[0]:.2f}; workdir {root}",
-        flush=True,
-    )
-    print(
-        f"settings: sizes {args.sizes}, {args.dates} dates -> ~{args.out_dates} gap-filled, "
-        f"chunk {args.chunk}, {args.workers} worker(s) x {args.threads} thread(s), "
-        f"memory limit {args.memory_limit}",
-        flush=True,
-    )
-    try:
-        results = [run_size(args, size, root) for size in args.sizes]
-    finally:
-        if temporary and not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    print()
-    print(report(results, args))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-    return 0
+    tile = config.chain.list_tile[0]
+    inputs = sorted(p for p in (folder / "sensor_data" / tile).rglob("*.tif"))
+    pixels = args.size * args.size
+    print(f"scene: 1 tile of {args.size} x {args.size} px, {args.dates} dates, {len(inputs)} "
+          f"files ({du(folder / 'sensor_data') / MiB:,.0f} MiB), chunk {args.chunk}; "
+          f"{os.cpu_count()} cores", flush=True)
+    floor = read_floor(inputs)
+    print(f"read-and-decode floor (2 threads): {floor:.2f} s, "
+          f"{pixels / floor / 1e6:.2f} M px/s", flush=True)
+    store = RunStore(config.chain.output_path)
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0",
+                      silence_logs=50) as cluster, Client(cluster):
+        seconds, peak = build(config, store)
+        size = du(store.cube(tile))
+        inputs_size = du(folder / "sensor_data")
+        print(f"cube build (1 worker x 2 threads): {seconds:.2f} s, "
+              f"{pixels / seconds / 1e6:.2f} M px/s = {floor / seconds:.0%} of the floor; "
+              f"peak RSS {peak / MiB:,.0f} MiB")
+        print(f"cube {size / MiB:,.0f} MiB / inputs {inputs_size / MiB:,.0f} MiB = "
+              f"{size / inputs_size:.2f}x ({cube_step.COMPRESSOR})", flush=True)
+        if args.codecs:
+            print(f"{'codec':<20} {'seconds':>8} {'x floor':>8} {'MiB':>8} {'x inputs':>9}")
+            chosen = cube_step.COMPRESSOR
+            for name, codec in CODECS.items():
+                cube_step.COMPRESSOR = codec
+                seconds, _ = build(config, store)
+                size = du(store.cube(tile))
+                print(f"{name:<20} {seconds:>8.2f} {floor / seconds:>8.0%} "
+                      f"{size / MiB:>8,.0f} {size / inputs_size:>9.2f}", flush=True)
+            cube_step.COMPRESSOR = chosen
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -43,13 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("GEOCLASS_PROGRESS", "0")
+    from geoclass.api import assess, mosaic, sample, train
     from geoclass.cluster import dask_client
-    from geoclass.config import load_config
-    from geoclass.maps import mosaic
-    from geoclass.samples import sample
+    from geoclass.io.configfile import load_config
     from geoclass.testing.synth import synth
-    from geoclass.train import train
-    from geoclass.validate import assess
 
     root = Path(tempfile.mkdtemp(prefix="bench_deep_"))
     context = {"enable_autocontext": True, "autocontext_iterations": 3}

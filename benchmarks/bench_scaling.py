@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import yaml
-from bench_cube import MiB, generate_scene, tune_config
 from classify_step import (
     ENV,
     generate,
@@ -48,6 +47,7 @@ from classify_step import (
     phase_table,
     train,
 )
+from common import MiB, generate_scene, tune_config
 
 
 def synth_scene(folder: Path, size: int, args) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import yaml
-from bench_cube import MiB, TreeSampler
+from common import MiB, TreeSampler
 
 HERE = Path(__file__).resolve().parent
 ENV = {"GEOCLASS_PROGRESS": "0", "PYTHONWARNINGS": "ignore"}
@@ -183,13 +183,13 @@ class PhaseSampler(TreeSampler):
 
 
 def _instrument(sampler: PhaseSampler, snapshots: list | None) -> None:
-    """Wrap the functions of geoclass.classify and geoclass.maps that make up the step so
-    that each call is a phase of `sampler` (looked up as module globals at call time)."""
+    """Wrap the functions of the classify and mosaic steps (and of the lazy layer they write
+    through) so that each call is a phase of `sampler` (looked up at call time)."""
     import importlib
 
-    # sys.modules' entries: geoclass/__init__ re-exports functions named like the modules
-    classify_module = importlib.import_module("geoclass.classify")
-    maps_module = importlib.import_module("geoclass.maps")
+    classify_module = importlib.import_module("geoclass.steps.classify")
+    maps_module = importlib.import_module("geoclass.steps.mosaic")
+    lazy_module = importlib.import_module("geoclass.lazy")
 
     def wrap(module, name, label_of):
         original = getattr(module, name)
@@ -208,10 +208,9 @@ def _instrument(sampler: PhaseSampler, snapshots: list | None) -> None:
 
         setattr(module, name, wrapper)
 
-    wrap(classify_module, "train", lambda *a, **k: "classify: up-to-date checks (train/sample)")
-    wrap(classify_module, "compute", lambda *a, **k: "classify: tiles -> zarr")
-    wrap(maps_module, "classify", lambda *a, **k: "maps: up-to-date checks (classify)")
-    wrap(maps_module, "_store", lambda arrays, path, label: f"maps: {label} -> zarr")
+    wrap(classify_module, "tile_maps", lambda *a, **k: "classify: lazy tile maps")
+    wrap(lazy_module, "write_dataset", lambda data, path, label, *a: f"{label} -> zarr")
+    wrap(lazy_module, "write_zarr", lambda arrays, path, label, *a, **k: f"maps: {label} -> zarr")
     wrap(maps_module, "write_cog", lambda path, *a, **k: f"maps: COG {Path(path).name}")
 
 
@@ -220,8 +219,8 @@ def _import_libraries() -> None:
     import zarr  # noqa: F401
 
     import geoclass.kernels.fastforest  # noqa: F401
-    import geoclass.mosaic  # noqa: F401
-    import geoclass.predict  # noqa: F401
+    import geoclass.steps.mosaic  # noqa: F401
+    import geoclass.views.maps  # noqa: F401
 
 
 def _malloc_trim() -> int:
@@ -246,10 +245,9 @@ def child(argv=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from geoclass.classify import classify
+    from geoclass.api import classify, mosaic
     from geoclass.cluster import dask_client
-    from geoclass.config import load_config
-    from geoclass.maps import mosaic
+    from geoclass.io.configfile import load_config
 
     config = load_config(args.config)
     snapshots = None

@@ -54,15 +54,17 @@ class CubeShape:
         """Peak bytes of one task of each step on a chunk x chunk block (clipped to the
         largest tile)."""
         pixels = self.block(chunk) ** 2
+        observations = self.dates * self.bands  # values of one pixel over all dates
+        features = (self.dates * self.bands * 6  # raw, then decoded to float32
+                    + self.grid_dates * self.bands * 4  # gap-filled
+                    + self.features * 8)  # the features and the pixels' table
         return {
-            # the dated observations (float32), their gap-filled grid and the features
-            "cubes": pixels * 4 * (self.dates * self.bands + 2 * self.grid_dates * self.bands
-                                   + 2 * self.features + 2),
-            # a block of features read back, and the rows taken from it
-            "samples": pixels * 4 * 3 * self.features,
-            # features (and their transposed copy), float64 class sums, the uint16 output
-            "classify": pixels * (8 * self.features + 24 * self.classes
-                                  + 2 * (2 + self.classes)),
+            # the stored observations of the block, one acquisition at a time read
+            "cubes": pixels * (observations * 2 + self.bands * 12 + 8),
+            # a block's features computed from its observations, and the rows taken
+            "samples": pixels * features,
+            # the features, float64 class sums, the uint16 output
+            "classify": pixels * (features + 24 * self.classes + 2 * (2 + self.classes)),
             # each tile's maps on the block, warped, and the merged block
             "mosaic": pixels * 2 * 4 * (2 + self.classes),
         }
