@@ -41,18 +41,22 @@ def count_block(shapes, window: Window, grid: TileGrid, validity: np.ndarray,
 
 def extract_block(shapes, window: Window, grid: TileGrid, tile: str, tile_index: int,
                   features: np.ndarray, validity: np.ndarray, threshold: int, plan: dict,
-                  names: list[str], seed: int) -> pd.DataFrame:
-    """The rows of one block that some run needs: learning candidates (key below the
-    piece's threshold) and validation pixels. `features`: (F, h, w) float32 of the block;
-    `plan`: run -> (learning flag of each piece, key threshold of each piece)."""
+                  names: list[str], seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of one block that some run needs: (learning candidates (key below the
+    piece's threshold) with their features, validation pixels without). `features`: (F, h, w)
+    float32 of the block, or a function of the block giving it (called only when some pixel
+    is a learning candidate); `plan`: run -> (learning flag, key threshold and validation
+    flag of each piece)."""
     rows, cols, pieces = eligible_pixels(shapes, window, grid, validity, threshold)
     rows_t, cols_t = rows + int(window.row_off), cols + int(window.col_off)
-    keep = np.zeros(len(pieces), bool)
+    learn_keep = np.zeros(len(pieces), bool)
+    valid_keep = np.zeros(len(pieces), bool)
     keys = {}
-    for run, (learn, limit) in plan.items():
+    for run, (learn, limit, valid) in plan.items():
         keys[run] = pixel_keys(tile_index, rows_t, cols_t, seed, run)
         is_learn = learn.reindex(pieces).to_numpy()
-        keep |= ~is_learn | (keys[run] < limit.reindex(pieces).to_numpy())
+        learn_keep |= is_learn & (keys[run] < limit.reindex(pieces).to_numpy())
+        valid_keep |= valid.reindex(pieces).to_numpy()
     t = grid.transform
     x = t.c + t.a * (cols_t + 0.5) + t.b * (rows_t + 0.5)
     y = t.f + t.d * (cols_t + 0.5) + t.e * (rows_t + 0.5)
@@ -60,5 +64,11 @@ def extract_block(shapes, window: Window, grid: TileGrid, tile: str, tile_index:
                           "piece": pieces, "validity": validity[rows, cols]})
     for run, key in keys.items():
         table[f"key_{run}"] = key
-    values = pd.DataFrame(features[:, rows, cols].T, columns=names)
-    return pd.concat([table, values], axis=1)[keep]
+    learning = table[learn_keep].reset_index(drop=True)
+    if learn_keep.any():
+        block = features() if callable(features) else features
+        values = block[:, rows[learn_keep], cols[learn_keep]].T
+    else:
+        values = np.empty((0, len(names)), np.float32)
+    learning = pd.concat([learning, pd.DataFrame(values, columns=names)], axis=1)
+    return learning, table[valid_keep].reset_index(drop=True)

@@ -199,8 +199,12 @@ def _tile_windows(cube, pieces: gpd.GeoDataFrame, grid: TileGrid):
 
 def _extract_task(shapes, window, grid, tile, tile_index, validity, *blocks, recipes, n_obs,
                   threshold, plan, names, seed):
-    """One block: its features from its observations (never stored), then its rows."""
-    features = features_from_observations(recipes, list(blocks[:n_obs]), list(blocks[n_obs:]))
+    """One block: its rows, the features of its learning candidates computed from its
+    observations (never stored; not at all when it holds validation pixels only)."""
+    def features():
+        return features_from_observations(recipes, list(blocks[:n_obs]),
+                                          list(blocks[n_obs:]))
+
     return extract_block(shapes, window, grid, tile, tile_index, features, validity,
                          threshold, plan, names, seed)
 
@@ -238,8 +242,10 @@ def extract(config: Config, pieces, table: ClassTable, cubes: dict,
     eligible = eligible.reindex(pieces["piece"], fill_value=0)
     plan, wanted = {}, {}
     for run, (learn, _) in splits.items():
-        plan[run], wanted[run] = _run_plan(pieces, learn, eligible, sampling.sample_selection,
-                                           table)
+        (is_learn, limits), wanted[run] = _run_plan(pieces, learn, eligible,
+                                                    sampling.sample_selection, table)
+        valid = ~is_learn if chain.split_ground_truth else is_learn | True
+        plan[run] = (is_learn, limits, valid)
     names = {tile: feature_names(ds) for tile, ds in cubes.items()}
     sources = {tile: feature_blocks(ds) for tile, ds in cubes.items()}
     task = lazy.delayed(_extract_task)
@@ -250,13 +256,19 @@ def extract(config: Config, pieces, table: ClassTable, cubes: dict,
              plan=plan, names=names[tile], seed=seed)
         for i, tile, key, window, shapes in jobs], label="extracting samples")
     first = next(iter(names.values()))
-    rows = _with_polygon_columns(parts, pieces) if len(pieces) else _no_rows(first, splits)
+    rows = _with_polygon_columns([p[0] for p in parts], pieces)
+    valid_rows = _with_polygon_columns([p[1] for p in parts], pieces)
+    if len(pieces) and rows is None and valid_rows is None:
+        raise InputError(["no eligible pixel inside the ground-truth polygons: check that they "
+                          "overlap the tiles and that sampling.cloud_threshold is not too high"])
+    rows = _no_rows(first, splits) if rows is None else rows
+    valid_rows = _no_rows([], splits) if valid_rows is None else valid_rows
     extra = None
     if external is not None:
         start = int(pieces["piece"].max()) + 1 if len(pieces) else 1
         extra = external_rows(config, external, first, table, start)
-    results = {run: _run_tables(run, rows, pieces, splits[run], wanted[run], config, table,
-                                extra)
+    results = {run: _run_tables(run, rows, valid_rows, pieces, splits[run], wanted[run],
+                                config, table, extra)
                for run in splits}
     return results, {"chunks_read": len(jobs), "chunks_total": total}
 
@@ -291,18 +303,19 @@ def _run_plan(pieces, learn: pd.Series, eligible: pd.Series, selection, table: C
     return (is_learn, limits), wanted
 
 
-def _with_polygon_columns(parts, pieces) -> pd.DataFrame:
-    rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if parts else None
-    if rows is None or rows.empty:
-        raise InputError(["no eligible pixel inside the ground-truth polygons: check that they "
-                          "overlap the tiles and that sampling.cloud_threshold is not too high"])
+def _with_polygon_columns(parts, pieces) -> pd.DataFrame | None:
+    """The blocks' rows, joined with their pieces' fid, code and region (None: no row)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return None
+    rows = pd.concat(parts, ignore_index=True)
     info = pieces.set_index("piece")[["fid", "code", "region"]]
     rows = rows.join(info, on="piece")
     rows["synthetic"] = False
     return rows
 
 
-def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTable,
+def _run_tables(run, rows, valid_rows, pieces, split, wanted, config: Config, table: ClassTable,
                 external: pd.DataFrame | None = None):
     learn_flag, notes = split
     learn_pieces = set(pieces.loc[learn_flag.to_numpy(), "piece"])
@@ -321,12 +334,11 @@ def _run_tables(run, rows, pieces, split, wanted, config: Config, table: ClassTa
         learn = pd.concat([p for p in (learn, external) if len(p)] or [learn],
                           ignore_index=True)
     learn = _augmented(learn, features, config, table, run, notes)
-    validation = rows[rows["piece"].isin(valid_pieces)]
-    columns = META + features
+    validation = valid_rows[valid_rows["piece"].isin(valid_pieces)]
     report = _report(run, learn, validation, pieces, table, notes,
                      config.chain.ground_truth_role)
-    return (learn[columns].reset_index(drop=True),
-            validation[columns].reset_index(drop=True), report)
+    return (learn[META + features].reset_index(drop=True),
+            validation[META].reset_index(drop=True), report)
 
 
 def _augmented(learn, features, config: Config, table: ClassTable, run: int, notes) -> pd.DataFrame:
