@@ -226,7 +226,7 @@ def _concat_mode(ctx, origin, value, target):
 
 
 def _consumed(ctx, origin, value, target):
-    """Read together with other keys (see `iota2_convert`)."""
+    """Read together with other keys (see `convert`)."""
 
 
 def _selection(ctx, origin, value, target):
