@@ -9,7 +9,6 @@ from the run store. `classify_cube` needs neither a config nor an output folder:
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from geoclass import lazy
@@ -18,6 +17,7 @@ from geoclass.models.trained import TrainedModel, load_model
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps import classify as classify_step
 from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.samples import read_samples as _read_samples
 from geoclass.store import Accuracy, Cubes, Maps, Models, RunStore, Samples, TileMaps
 from geoclass.views.cube import open_cube, open_cubes
 from geoclass.views.maps import classify_features, fusion_options
@@ -65,7 +65,7 @@ def sample(config: Config, force: bool = False) -> Samples:
 
 def read_samples(config: Config, run: int, kind: str = "learn"):
     """The `learn` or `validation` samples of a run (a pandas DataFrame)."""
-    return pd.read_parquet(_store(config).samples(run, kind))
+    return _read_samples(_store(config), run, kind)
 
 
 def train(config: Config, force: bool = False) -> Models:

@@ -272,6 +272,10 @@ class Models(_Section):
     params: dict[str, Any] = {}
     standardization: bool = False
     cross_validation: CrossValidation | None = None
+    # how a (region, run) model uses the cluster (geoclass.models.fitting.choose_path): auto
+    # spreads a forest's trees when models are fewer than worker threads, and streams or
+    # partitions tables above 512 MiB; true: always the distributed path; false: one task
+    distributed: bool | Literal["auto"] = "auto"
 
 
 class BoundaryFusion(_Section):

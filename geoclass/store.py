@@ -5,7 +5,8 @@ a key out of a file name.
 Layout under `output_path` (iota2's names for final products):
 
     cubes/<TILE>.zarr                       the observation cubes
-    samples/{learn,validation}_seed_<run>.parquet, report_seed_<run>.json, classes.json
+    samples/learn_seed_<run>/region_<region>.parquet   learning samples, per (run, region)
+    samples/validation_seed_<run>.parquet, report_seed_<run>.json, classes.json
     model/model_<region>_seed_<run>.joblib  one model per (region, run)
     classif/<TILE>_seed_<run>.zarr          the tile maps of each run
     autocontext/                            superpixels, intermediate models and maps
@@ -82,7 +83,21 @@ class RunStore:
         return self.root / "samples"
 
     def samples(self, run: int, kind: str = "learn") -> Path:
+        """The validation table of a run (a parquet file), or the folder of its learning
+        tables (one parquet file per region)."""
+        if kind == "learn":
+            return self.samples_dir / f"learn_seed_{run}"
         return self.samples_dir / f"{kind}_seed_{run}.parquet"
+
+    @staticmethod
+    def learn_part_name(region: int) -> str:
+        return f"region_{region}.parquet"
+
+    def learn_parts(self, run: int) -> dict[int, Path]:
+        """region -> the learning table of (region, run), for the regions that have one."""
+        folder = self.samples(run, "learn")
+        parts = {int(p.stem.split("_", 1)[1]): p for p in folder.glob("region_*.parquet")}
+        return dict(sorted(parts.items()))
 
     def sample_report(self, run: int) -> Path:
         return self.samples_dir / f"report_seed_{run}.json"

@@ -108,6 +108,47 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.best_iteration_ = int(self.model_.best_iteration)
         return self
 
+    def fit_dask(self, client, X, y, groups, classes):
+        """Fit with `xgboost.dask` on dask arrays X (n, F), class codes y and polygons
+        `groups` (n,) partitioned over the workers; `classes`: every class code of y. Early
+        stopping holds out a `validation_fraction` of the polygons, drawn by a hash of their
+        id (no class is moved back, unlike `fit`). The model is the same XGBClassifier as
+        `fit` gives (loaded from the dask model), for prediction and fastboost."""
+        problem = xgboost_problem()
+        if problem:
+            raise ConfigError(problem)
+        import tempfile  # noqa: PLC0415 - with the optional dependency
+
+        from xgboost import XGBClassifier  # noqa: PLC0415 - optional dependency
+        from xgboost import dask as dxgb  # noqa: PLC0415 - optional dependency
+
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = X.shape[1]
+        self.best_iteration_ = None
+        if len(self.classes_) < 2:
+            self.model_ = None
+            return self
+        codes = y.map_blocks(_encode, self.classes_, dtype=np.int64)
+        params = self._xgb_params()
+        model = dxgb.DaskXGBClassifier(**params, early_stopping_rounds=(
+            self.early_stopping_rounds if groups is not None else None))
+        model.client = client
+        if self.early_stopping_rounds and groups is not None:
+            held = groups.map_blocks(_held_out, self.validation_fraction, self.random_state,
+                                     dtype=bool)
+            train, valid = ~held, held
+            model.fit(X[train], codes[train], eval_set=[(X[valid], codes[valid])],
+                      verbose=False)
+            self.best_iteration_ = int(model.best_iteration)
+        else:
+            model.fit(X, codes)
+        with tempfile.TemporaryDirectory() as folder:
+            path = f"{folder}/model.json"
+            model.save_model(path)
+            self.model_ = XGBClassifier(**params)
+            self.model_.load_model(path)
+        return self
+
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (n, n_classes), columns in the order of `classes_`."""
         check_is_fitted(self, "classes_")
@@ -118,6 +159,18 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """The class code of highest probability (the first one on ties)."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _encode(codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(classes, codes).astype(np.int64)
+
+
+def _held_out(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Whether each sample's group is held out: a hash of the group id (same groups, same
+    answer, whatever the partitioning)."""
+    h = (groups.astype(np.uint64) + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(31)
+    return (h % np.uint64(10_000)) < np.uint64(round(fraction * 10_000))
 
 
 def validation_split(codes: np.ndarray, groups: np.ndarray | None, fraction: float,

@@ -43,6 +43,7 @@ from geoclass.views.cube import feature_blocks, feature_names, grid_of_cube, ope
 log = logging.getLogger(__name__)
 
 META = SAMPLE_META
+ROW_GROUP = 65536  # learning-table rows per parquet row group
 
 
 # --- reference polygons ---------------------------------------------------------------------
@@ -168,11 +169,11 @@ def run(config: Config, store: RunStore, force: bool = False) -> Samples:
     external = read_external(config) if config.chain.external_samples else None
     pieces, table = reference_pieces(config, external)
     cubes = {tile: open_cube(store.cube(tile)) for tile in config.chain.list_tile}
-    tables, stats = extract(config, pieces, table, cubes, external)
     with atomic_output(store.samples_dir) as tmp:
         tmp.mkdir()
-        for run_number, (learn, validation, report) in tables.items():
-            learn.to_parquet(tmp / store.samples(run_number).name, index=False)
+        tables, stats = extract(config, pieces, table, cubes, tmp, external)
+        for run_number, (validation, report) in tables.items():
+            (tmp / store.samples(run_number).name).mkdir(exist_ok=True)
             validation.to_parquet(tmp / store.samples(run_number, "validation").name,
                                   index=False)
             report |= stats
@@ -198,15 +199,30 @@ def _tile_windows(cube, pieces: gpd.GeoDataFrame, grid: TileGrid):
 
 
 def _extract_task(shapes, window, grid, tile, tile_index, validity, *blocks, recipes, n_obs,
-                  threshold, plan, names, seed):
-    """One block: its rows, the features of its learning candidates computed from its
-    observations (never stored; not at all when it holds validation pixels only)."""
+                  threshold, plan, names, seed, info):
+    """One block: its learning candidates with their features computed from its observations
+    (never stored; not at all when it holds validation pixels only), split by region, and its
+    validation pixels (no features), with their polygon columns (`info`: piece -> fid, code,
+    region of the block's pieces)."""
     def features():
         return features_from_observations(recipes, list(blocks[:n_obs]),
                                           list(blocks[n_obs:]))
 
-    return extract_block(shapes, window, grid, tile, tile_index, features, validity,
-                         threshold, plan, names, seed)
+    learning, validation = extract_block(shapes, window, grid, tile, tile_index, features,
+                                         validity, threshold, plan, names, seed)
+    learning, validation = (_with_polygon_columns(t, info) for t in (learning, validation))
+    return {"learn": {int(r): part for r, part in learning.groupby("region", sort=True)},
+            "validation": validation}
+
+
+def _with_polygon_columns(rows: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.join(info, on="piece")
+    rows["synthetic"] = False
+    return rows
+
+
+def _region_rows(block: dict, region: int) -> pd.DataFrame | None:
+    return block["learn"].get(region)
 
 
 def _splits(config: Config, pieces) -> dict[int, tuple[pd.Series, list[str]]]:
@@ -221,10 +237,13 @@ def _splits(config: Config, pieces) -> dict[int, tuple[pd.Series, list[str]]]:
                                 chain.split_ground_truth) for run in range(chain.runs)}
 
 
-def extract(config: Config, pieces, table: ClassTable, cubes: dict,
+def extract(config: Config, pieces, table: ClassTable, cubes: dict, folder: Path,
             external: ExternalTable | None = None):
     """Draw the samples of every run from the cubes (only the blocks that pieces touch, their
-    features computed there from the observations), and add the external ones."""
+    features computed there from the observations) and add the external ones. The learning
+    tables are selected, augmented and written by one task per (run, region) into
+    `folder/learn_seed_<run>/region_<region>.parquet`: their features never reach this
+    process. Returns per run (validation table, report) and the chunk counts."""
     chain, sampling = config.chain, config.sampling
     threshold, seed = sampling.cloud_threshold, chain.random_seed
     splits = _splits(config, pieces)
@@ -247,30 +266,111 @@ def extract(config: Config, pieces, table: ClassTable, cubes: dict,
         valid = ~is_learn if chain.split_ground_truth else is_learn | True
         plan[run] = (is_learn, limits, valid)
     names = {tile: feature_names(ds) for tile, ds in cubes.items()}
+    first = next(iter(names.values()))
     sources = {tile: feature_blocks(ds) for tile, ds in cubes.items()}
+    info = pieces.set_index("piece")[["fid", "code", "region"]]
     task = lazy.delayed(_extract_task)
-    parts = lazy.compute_all([
+    blocks = [
         task(shapes, window, grids[tile], tile, i, lazy.block(validity[tile], *key),
              *[lazy.block(a, *key) for a in sources[tile][1] + sources[tile][2]],
              recipes=sources[tile][0], n_obs=len(sources[tile][1]), threshold=threshold,
-             plan=plan, names=names[tile], seed=seed)
-        for i, tile, key, window, shapes in jobs], label="extracting samples")
-    first = next(iter(names.values()))
-    rows = _with_polygon_columns([p[0] for p in parts], pieces)
-    valid_rows = _with_polygon_columns([p[1] for p in parts], pieces)
-    if len(pieces) and rows is None and valid_rows is None:
-        raise InputError(["no eligible pixel inside the ground-truth polygons: check that they "
-                          "overlap the tiles and that sampling.cloud_threshold is not too high"])
-    rows = _no_rows(first, splits) if rows is None else rows
-    valid_rows = _no_rows([], splits) if valid_rows is None else valid_rows
+             plan=plan, names=names[tile], seed=seed,
+             info=info.loc[sorted({p for _, p in shapes})])
+        for i, tile, key, window, shapes in jobs]
     extra = None
     if external is not None:
         start = int(pieces["piece"].max()) + 1 if len(pieces) else 1
         extra = external_rows(config, external, first, table, start)
-    results = {run: _run_tables(run, rows, valid_rows, pieces, splits[run], wanted[run],
-                                config, table, extra)
-               for run in splits}
-    return results, {"chunks_read": len(jobs), "chunks_total": total}
+    writers, keys = [], []
+    block_regions = [set(info.loc[[p for _, p in shapes], "region"].astype(int))
+                     for *_, shapes in jobs]
+    for run, (learn_flag, _) in splits.items():
+        learn_pieces = pieces.loc[learn_flag.to_numpy()]
+        regions = set(learn_pieces["region"].astype(int))
+        if extra is not None:
+            regions |= set(extra["region"].astype(int))
+        for region in sorted(regions):
+            parts = [lazy.delayed(_region_rows)(b, region)
+                     for b, inside in zip(blocks, block_regions) if region in inside]
+            mine = set(learn_pieces.loc[learn_pieces["region"] == region, "piece"])
+            writers.append(lazy.delayed(write_region_table)(
+                str(folder / f"learn_seed_{run}" / RunStore.learn_part_name(region)), parts,
+                mine, {c: n for (r, c), n in wanted[run].items() if r == region},
+                sampling.sample_selection.rule_for(region).sampler,
+                None if extra is None else extra[extra["region"] == region], first,
+                sampling.sample_augmentation, _labels(table), seed, run, region))
+            keys.append((run, region))
+    validations = [lazy.delayed(_validation_rows)(b) for b in blocks]
+    results = lazy.compute_all([*writers, *validations], label="extracting samples")
+    written, valid_parts = results[:len(writers)], results[len(writers):]
+    if len(pieces) and not any(n for n, _ in written) and not any(len(v) for v in valid_parts):
+        raise InputError(["no eligible pixel inside the ground-truth polygons: check that they "
+                          "overlap the tiles and that sampling.cloud_threshold is not too high"])
+    valid_rows = (pd.concat(valid_parts, ignore_index=True) if valid_parts
+                  else _no_rows([], splits)[META])
+    learned = {run: {} for run in splits}
+    for (run, region), (_, per_class) in zip(keys, written):
+        learned[run][region] = per_class
+    tables = {}
+    for run, (learn_flag, notes) in splits.items():
+        valid_pieces = (set(pieces["piece"]) if not chain.split_ground_truth
+                        else set(pieces.loc[~learn_flag.to_numpy(), "piece"]))
+        validation = valid_rows[valid_rows["piece"].isin(valid_pieces)][META]
+        notes = notes + [note for per_class in learned[run].values()
+                         for note in per_class.pop("notes", [])]
+        report = _report(run, learned[run], validation, pieces, table, notes,
+                         chain.ground_truth_role)
+        tables[run] = (validation.reset_index(drop=True), report)
+    return tables, {"chunks_read": len(jobs), "chunks_total": total}
+
+
+def _validation_rows(block: dict) -> pd.DataFrame:
+    return block["validation"][META]
+
+
+def _labels(table: ClassTable) -> dict[int, str]:
+    return {c.code: c.user_label for c in table.classes}
+
+
+def write_region_table(path: str, parts: list, learn_pieces: set, wanted: dict[int, int],
+                       sampler: str, external: pd.DataFrame | None, features: list[str],
+                       augmentation, labels: dict[int, str], seed: int, run: int,
+                       region: int) -> tuple[int, dict]:
+    """One (run, region): select the wanted samples of each class among the blocks'
+    candidates, add the external samples, augment, and write the table (row groups of
+    `ROW_GROUP` rows, read piecewise by incremental training). Runs on a worker; returns the
+    row count and the per-class counts (learn, synthetic, external) with notes."""
+    parts = [p for p in parts if p is not None and len(p)]
+    rows = pd.concat(parts, ignore_index=True) if parts else None
+    chosen = []
+    if rows is not None:
+        rows = rows.rename(columns={f"key_{run}": "key"})
+        candidates = rows[rows["piece"].isin(learn_pieces)]
+        for code, part in candidates.groupby("code", sort=True):
+            chosen.append(select(part, wanted.get(int(code), 0), sampler))
+    if external is not None and len(external):
+        chosen.append(external)
+    if not chosen:
+        return 0, {}
+    learn = pd.concat(chosen, ignore_index=True)
+    notes = []
+    if augmentation.activate and augmentation.applies_to(region):
+        rng = run_rng(seed, run, region, 7)
+        new = augment(learn, features, augmentation, labels, rng)
+        if len(new):
+            notes.append(f"region {region}: {len(new)} synthetic samples "
+                         f"({augmentation.strategy})")
+            learn = pd.concat([learn, new], ignore_index=True)
+    learn = learn[META + features].reset_index(drop=True)
+    if len(learn):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        learn.to_parquet(path, index=False, row_group_size=ROW_GROUP)
+    external_flag = learn["tile"].astype(str).eq("external") & ~learn["synthetic"]
+    per_class = {int(c): {"learn": int((learn["code"] == c).sum()),
+                          "synthetic": int(((learn["code"] == c) & learn["synthetic"]).sum()),
+                          "external": int(((learn["code"] == c) & external_flag).sum())}
+                 for c in sorted(learn["code"].unique())}
+    return len(learn), {**per_class, "notes": notes}
 
 
 def _no_rows(names: list[str], runs) -> pd.DataFrame:
@@ -303,83 +403,24 @@ def _run_plan(pieces, learn: pd.Series, eligible: pd.Series, selection, table: C
     return (is_learn, limits), wanted
 
 
-def _with_polygon_columns(parts, pieces) -> pd.DataFrame | None:
-    """The blocks' rows, joined with their pieces' fid, code and region (None: no row)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return None
-    rows = pd.concat(parts, ignore_index=True)
-    info = pieces.set_index("piece")[["fid", "code", "region"]]
-    rows = rows.join(info, on="piece")
-    rows["synthetic"] = False
-    return rows
-
-
-def _run_tables(run, rows, valid_rows, pieces, split, wanted, config: Config, table: ClassTable,
-                external: pd.DataFrame | None = None):
-    learn_flag, notes = split
-    learn_pieces = set(pieces.loc[learn_flag.to_numpy(), "piece"])
-    valid_pieces = set(pieces["piece"]) if not config.chain.split_ground_truth else \
-        set(pieces["piece"]) - learn_pieces
-    features = [c for c in rows.columns if c not in META and not c.startswith("key_")]
-    rows = rows.rename(columns={f"key_{run}": "key"})
-    candidates = rows[rows["piece"].isin(learn_pieces)]
-    rule = config.sampling.sample_selection
-    chosen = []
-    for (region, code), part in candidates.groupby(["region", "code"], sort=True):
-        chosen.append(select(part, wanted.get((int(region), int(code)), 0),
-                             rule.rule_for(int(region)).sampler))
-    learn = pd.concat(chosen, ignore_index=True) if chosen else candidates.iloc[:0]
-    if external is not None:
-        learn = pd.concat([p for p in (learn, external) if len(p)] or [learn],
-                          ignore_index=True)
-    learn = _augmented(learn, features, config, table, run, notes)
-    validation = valid_rows[valid_rows["piece"].isin(valid_pieces)]
-    report = _report(run, learn, validation, pieces, table, notes,
-                     config.chain.ground_truth_role)
-    return (learn[META + features].reset_index(drop=True),
-            validation[META].reset_index(drop=True), report)
-
-
-def _augmented(learn, features, config: Config, table: ClassTable, run: int, notes) -> pd.DataFrame:
-    """The learning samples plus the synthetic ones of every targeted region."""
-    options = config.sampling.sample_augmentation
-    if not options.activate:
-        return learn
-    labels = {c.code: c.user_label for c in table.classes}
-    parts = [learn]
-    for region, part in learn.groupby("region", sort=True):
-        if options.applies_to(int(region)):
-            rng = run_rng(config.chain.random_seed, run, int(region), 7)
-            new = augment(part, features, options, labels, rng)
-            if len(new):
-                notes.append(f"region {region}: {len(new)} synthetic samples "
-                             f"({options.strategy})")
-            parts.append(new)
-    return pd.concat(parts, ignore_index=True)
-
-
-def _report(run, learn, validation, pieces, table: ClassTable, notes, role: str) -> dict:
-    """Counts per region and class (`external`: learning samples from the external table),
-    and the warnings of the run."""
+def _report(run, learned: dict, validation, pieces, table: ClassTable, notes,
+            role: str) -> dict:
+    """Counts per region and class (`learned`: region -> code -> learn, synthetic and
+    external counts, from the tasks that wrote the tables), and the warnings of the run."""
     warnings = list(notes)
     counts = {}
     names = table.names
-    external = learn["tile"].astype(str).eq("external") & ~learn["synthetic"].astype(bool)
     why = ("not in the external samples" if role == "validation"
            else "no eligible pixel: clouds or cloud_threshold")
-    for region in sorted({int(r) for r in (*pieces["region"], *learn["region"])}):
-        in_region = learn["region"] == region
-        learn_r, valid_r = learn[in_region], validation[validation["region"] == region]
-        codes = {int(c) for c in (*pieces.loc[pieces["region"] == region, "code"],
-                                  *learn_r["code"])}
+    for region in sorted({int(r) for r in (*pieces["region"], *learned)}):
+        mine = learned.get(region, {})
+        valid_r = validation[validation["region"] == region]
+        codes = {int(c) for c in (*pieces.loc[pieces["region"] == region, "code"], *mine)}
+        none = {"learn": 0, "synthetic": 0, "external": 0}
         counts[str(region)] = {
-            names.get(c, str(c)): {
-                "learn": int((learn_r["code"] == c).sum()),
-                "synthetic": int(((learn_r["code"] == c) & learn_r["synthetic"]).sum()),
-                "external": int(((learn_r["code"] == c) & external[in_region]).sum()),
-                "validation": int((valid_r["code"] == c).sum()),
-            } for c in sorted(codes)
+            names.get(c, str(c)): {**mine.get(c, none),
+                                   "validation": int((valid_r["code"] == c).sum())}
+            for c in sorted(codes)
         }
         for name, n in counts[str(region)].items():
             if n["learn"] == 0:
@@ -389,5 +430,12 @@ def _report(run, learn, validation, pieces, table: ClassTable, notes, role: str)
 
 def read_samples(store: RunStore, run: int, kind: str = "learn",
                  columns: list[str] | None = None) -> pd.DataFrame:
-    """The `learn` or `validation` samples of a run, as the samples step wrote them."""
-    return pd.read_parquet(store.samples(run, kind), columns=columns)
+    """The `learn` (every region's, in region order) or `validation` samples of a run, as
+    the samples step wrote them, in one table (a notebook's view: the train step reads each
+    region's table on a worker)."""
+    if kind != "learn":
+        return pd.read_parquet(store.samples(run, kind), columns=columns)
+    parts = [pd.read_parquet(p, columns=columns) for p in store.learn_parts(run).values()]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns or META})
+    return pd.concat(parts, ignore_index=True)
