@@ -25,7 +25,6 @@ import dask
 import dask.array as da
 import joblib
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 from dask_ml.model_selection import GridSearchCV
 from dask_ml.preprocessing import StandardScaler as DaskStandardScaler
@@ -49,10 +48,21 @@ DISTRIBUTED_BYTES = 512 * 2**20
 
 
 def read_table(path: str | Path, features: list[str]):
-    """(X float32 (n, F), class codes (n,), polygon of each sample (n,)) of one table."""
-    table = pd.read_parquet(path, columns=[*features, "code", "piece"])
-    x = table[features].to_numpy(np.float32)
-    return x, table["code"].to_numpy(), table["piece"].to_numpy()
+    """(X float32 (n, F), class codes (n,), polygon of each sample (n,)) of one table, read
+    row group by row group into X (peak memory: X and one row group, not two copies)."""
+    file = pq.ParquetFile(str(path))
+    meta = file.metadata
+    x = np.empty((meta.num_rows, len(features)), np.float32)
+    codes, groups, start = [], [], 0
+    for i in range(meta.num_row_groups):
+        part, code, piece = _row_group(str(path), i, features, file)
+        x[start:start + len(part)] = part
+        codes.append(code)
+        groups.append(piece)
+        start += len(part)
+    if not codes:
+        return x, np.empty(0, np.int64), np.empty(0, np.int64)
+    return x, np.concatenate(codes), np.concatenate(groups)
 
 
 def dask_table(path: str | Path, features: list[str]):
@@ -70,11 +80,15 @@ def dask_table(path: str | Path, features: list[str]):
     return x, y, g
 
 
-def _row_group(path: str, index: int, features: list[str]):
-    table = pq.ParquetFile(path).read_row_group(index, columns=[*features, "code", "piece"])
-    frame = table.to_pandas()
-    return (frame[features].to_numpy(np.float32), frame["code"].to_numpy(np.int64),
-            frame["piece"].to_numpy(np.int64))
+def _row_group(path: str, index: int, features: list[str], file=None):
+    """(X, codes, polygons) of one row group."""
+    file = file or pq.ParquetFile(path)
+    table = file.read_row_group(index, columns=[*features, "code", "piece"])
+    x = np.empty((table.num_rows, len(features)), np.float32)
+    for j, name in enumerate(features):
+        x[:, j] = table.column(name).to_numpy()
+    return (x, table.column("code").to_numpy().astype(np.int64),
+            table.column("piece").to_numpy().astype(np.int64))
 
 
 # --- the estimator --------------------------------------------------------------------------
