@@ -415,7 +415,7 @@ def test_config_thrs_converts_to_what_iota2_runs(tmp_path):
     assert chain.list_tile == ["T32TLR"] and chain.spatial_resolution == 1.5
     assert (chain.runs, chain.ratio, chain.proj, chain.data_field) == (1, 0.7, "EPSG:2154",
                                                                        "coden2")
-    assert chain.user_feat_path == SPOT6 / "images"
+    assert chain.user_feat_path.resolve() == (SPOT6 / "images").resolve()
     assert config.sampling.cloud_threshold == 1
     selection = config.sampling.sample_selection
     assert (selection.sampler, selection.strategy, selection.percent_p) == (
@@ -445,8 +445,8 @@ def test_i2_config_converts_to_what_iota2_runs(tmp_path):
     conversion = convert_iota2(raw, RUNNING)
     assert conversion.errors == []
     config = parse_config(conversion.data, RUNNING)
-    assert config.chain.ground_truth == RUNNING / "ground_truth.shp"
-    assert config.chain.nomenclature_path == RUNNING / "nomenclature.txt"
+    assert config.chain.ground_truth.resolve() == (RUNNING / "ground_truth.shp").resolve()
+    assert config.chain.nomenclature_path.resolve() == (RUNNING / "nomenclature.txt").resolve()
     assert config.chain.list_tile == ["T31TCJ"] and config.chain.proj == "EPSG:2154"
     assert config.models.classifier == "random_forest"
     assert config.models.params == {"n_estimators": 100, "min_samples_split": 26,
