@@ -57,9 +57,9 @@ def test_read_table_and_dask_table_agree(table):
 
 
 def test_forest_spread_over_workers_gives_the_one_task_model(two_workers):
-    x, y = make_classification(12000, 20, n_informative=10, n_classes=4, random_state=1)
+    x, y = make_classification(20000, 20, n_informative=10, n_classes=4, random_state=1)
     x, groups = x.astype(np.float32), np.arange(len(x)) // 40
-    models = Models(params={"n_estimators": 24})
+    models = Models(params={"n_estimators": 16, "max_features": None})  # trees of ~0.2 s
     alone = fitting.fit_in_task(x, y, groups, models, 7)
     with get_task_stream(two_workers) as stream:
         spread = two_workers.submit(fitting.fit_in_task, x, y, groups, models, 7, None, None,

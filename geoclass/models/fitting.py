@@ -160,7 +160,8 @@ def fit_in_task(x, y, groups, models: Models, seed: int, features: list[str] | N
         return estimator.fit(x, y, **fit_args)
     prefix = f"{estimator.steps[-1][0]}__" if isinstance(estimator, Pipeline) else ""
     estimator.set_params(**{f"{prefix}n_jobs": -1})
-    # joblib's dask backend takes this worker's client and secedes while the trees build
+    # joblib's dask backend takes this worker's client and secedes while the trees build (X
+    # is scattered once; the other workers fetch it when they take tree tasks)
     with joblib.parallel_backend("dask"):
         estimator.fit(x, y, **fit_args)
     estimator.set_params(**{f"{prefix}n_jobs": 1})  # predicting is the map kernel's work

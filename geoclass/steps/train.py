@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from sklearn.model_selection import GridSearchCV as SklearnGridSearchCV
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from geoclass import lazy
+from geoclass.cluster import compute
 from geoclass.config import Config, Models
 from geoclass.errors import InputError
 from geoclass.memory import fit_problem_of, worker_room
@@ -177,28 +178,23 @@ def fit_on_cluster(config: Config, store: RunStore, parts: list[LearnPart]) -> l
     searched = {p: _search(config, p) for p in parts}
     save = _saver(config, store)
     local = [p for p in parts if paths[p] in ("task", "spread")]
-    submit = (partial(client.submit, pure=False) if client is not None
-              else lambda f, *a, **k: f(*a, **k))
-    futures = {p: submit(_fit_and_save, p, config.models, _seed(config, p), searched[p],
-                         paths[p] == "spread", save, store.model(p.region, p.run))
-               for p in local}
-    digests = {}
+    fit = lazy.delayed(_fit_and_save)
+    tasks = [fit(p, config.models, _seed(config, p), searched[p], paths[p] == "spread", save,
+                 store.model(p.region, p.run)) for p in local]
+    digests = dict(zip(local, compute(*tasks, label=f"fitting {len(tasks)} models")
+                       if tasks else ()))
     for part in parts:
-        if part in futures:
+        if part in digests:
             continue
         seed = _seed(config, part)
         log.info("region %d run %d: %s fitted %s on the cluster", part.region, part.run,
                  config.models.classifier, "incrementally" if paths[part] == "incremental"
                  else "by its dask interface")
-        fit = fit_incremental if paths[part] == "incremental" else fit_boosting_dask
-        estimator = fit(part.path, list(part.features), list(part.classes), config.models,
-                        seed)
+        fit_on = fit_incremental if paths[part] == "incremental" else fit_boosting_dask
+        estimator = fit_on(part.path, list(part.features), list(part.classes), config.models,
+                           seed)
         digests[part] = save(part, (estimator, searched[part][1]),
                              store.model(part.region, part.run))
-    if futures:
-        values = (client.gather(list(futures.values())) if client is not None
-                  else list(futures.values()))
-        digests |= dict(zip(futures, values))
     for part in parts:
         log.info("region %d run %d: %s fitted on %d samples (%s)", part.region, part.run,
                  config.models.classifier, part.rows, paths[part])
