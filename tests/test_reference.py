@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def test_overlap_names_both_fids_and_touching_is_fine(tmp_path):
     path = write(tmp_path / "gt.shp", geoms, code=[1, 2, 1, 2])
     problem = one(check_ground_truth(path, "code"), "overlap")
     assert "gt.shp" in problem and "FID 2 and 3" in problem and "FID 0" not in problem
+
+
+def test_overlaps_with_the_same_label_are_only_a_warning(tmp_path, caplog):
+    # iota2's own spot-6 polygons overlap this way: each shared pixel still has one label
+    geoms = [square(0), square(0.5), square(5), square(5.5, 0.5)]  # 0-1 same, 2-3 differ
+    path = write(tmp_path / "gt.shp", geoms, code=[1, 1, 1, 2])
+    with caplog.at_level(logging.WARNING, logger="geoclass.io.reference"):
+        problem = one(check_ground_truth(path, "code"), "overlap")
+    assert "FID 2 and 3" in problem and "FID 0" not in problem
+    assert [r.getMessage() for r in caplog.records] == [
+        "gt.shp: polygons with the same 'code' overlap (FID 0 and 1); each shared pixel is "
+        "counted once, in one of them"]
+    regions = write(tmp_path / "regions.shp", geoms[:2], region=[4, 4])
+    assert check_regions(regions, "region") == []
 
 
 def test_point_geometry_is_reported_with_fids(tmp_path):
