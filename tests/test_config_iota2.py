@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -22,19 +21,14 @@ from geoclass.io.iota2.otb import otb_model
 from geoclass.io.iota2.parser import is_unset, looks_like_iota2, parse_iota2, read_iota2
 from geoclass.models import make_classifier
 
+from .conftest import IOTA2 as SHARED_IOTA2
+from .conftest import NO_IOTA2_DATA
 
-def _shared() -> Path:
-    candidates = [Path(__file__).resolve().parents[2] / "shared"]
-    if os.environ.get("GEOCLASS_SHARED"):
-        candidates.append(Path(os.environ["GEOCLASS_SHARED"]))
-    candidates.append(Path("/work/shared"))
-    return next((p for p in candidates if p.is_dir()), candidates[0])
-
-
-IOTA2 = _shared() / "data" / "iota2"
+# resolved: the config holds resolved paths, and ../shared may be a symbolic link
+IOTA2 = SHARED_IOTA2.resolve()
 RUNNING = IOTA2 / "references" / "running_iota2"
 SPOT6 = IOTA2 / "spot_6_data"
-needs_data = pytest.mark.skipif(not IOTA2.is_dir(), reason="shared iota2 data not available")
+needs_data = pytest.mark.skipif(not IOTA2.is_dir(), reason=NO_IOTA2_DATA)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -233,6 +227,10 @@ KEY_CASES = {
     "square resolution as a list": (
         {"chain": {"spatialResolution": [10, -10]}}, {"chain.spatial_resolution": 10.0},
         [], []),
+    "cloud threshold: seen at least n times is more than n - 1": (
+        {"chain": {"cloud_threshold": 3}}, {"sampling.cloud_threshold": 2}, [], []),
+    "cloud threshold 0 (newer iota2's section)": (
+        {"argTrain": {"cloud_threshold": 0}}, {"sampling.cloud_threshold": 0}, [], []),
     "non-square resolution": (
         {"chain": {"spatialResolution": [10, 20]}}, {}, [], ["chain.spatialResolution"]),
     "S1 configuration file": (
@@ -416,7 +414,7 @@ def test_config_thrs_converts_to_what_iota2_runs(tmp_path):
     assert (chain.runs, chain.ratio, chain.proj, chain.data_field) == (1, 0.7, "EPSG:2154",
                                                                        "coden2")
     assert chain.user_feat_path == SPOT6 / "images"
-    assert config.sampling.cloud_threshold == 1
+    assert config.sampling.cloud_threshold == 0  # iota2: seen >= 1 times; geoclass: > 0
     selection = config.sampling.sample_selection
     assert (selection.sampler, selection.strategy, selection.percent_p) == (
         "random", "percent", 0.1)
@@ -433,7 +431,8 @@ def test_config_thrs_converts_to_what_iota2_runs(tmp_path):
                       "argClassification.fusionOptions", "GlobChain.useGapFilling"}
     assert "argTrain.sampleSelection.ram: not needed: OTB RAM hint" in conversion.warnings
     assert conversion.origins["chain.list_tile"] == "chain.listTile"
-    assert conversion.origins["sampling.cloud_threshold"] == "chain.cloud_threshold"
+    assert conversion.origins["sampling.cloud_threshold"] == (
+        "chain.cloud_threshold = 1 (clear dates >= 1)")
     assert conversion.origins["models.params"] == "argTrain.options"
 
 

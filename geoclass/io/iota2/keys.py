@@ -60,6 +60,20 @@ def _resolution(ctx, origin, value, target):
     ctx.put(target, values[0], origin)
 
 
+def _cloud_threshold(ctx, origin, value, target):
+    """iota2 keeps the pixels seen at least n times (`nbView >= n`); geoclass keeps those
+    whose clear observations number more than its threshold: n - 1."""
+    if is_unset(value):
+        return
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        ctx.error(origin, f"'{value}' is not an integer")
+        return
+    ctx.put(target, max(count - 1, 0),
+            f"{origin} = {count} (clear dates >= {count})")
+
+
 def _words(ctx, origin, value, target):
     if is_unset(value):
         return
@@ -342,7 +356,7 @@ _TABLE: list[tuple[str, str, str | None, Callable]] = [
     ("chain|argTrain", "runs", "chain.runs", _plain),
     ("chain|argTrain", "ratio", "chain.ratio", _plain),
     ("chain|argTrain", "random_seed", "chain.random_seed", _plain),
-    ("chain|argTrain", "cloud_threshold", "sampling.cloud_threshold", _plain),
+    ("chain|argTrain", "cloud_threshold", "sampling.cloud_threshold", _cloud_threshold),
     ("chain|argTrain", "splitGroundTruth", "chain.split_ground_truth", _plain),
     ("chain|argTrain", "enable_autoContext", "chain.enable_autocontext", _plain),
     ("chain|argTrain", "autoContext_iterations", "chain.autocontext_iterations", _plain),
