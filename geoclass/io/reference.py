@@ -112,6 +112,28 @@ def load_regions(path, region_field: str, crs=None) -> gpd.GeoDataFrame:
     return out.to_crs(crs) if crs is not None else out
 
 
+def regions_of_tiles(region_tiles: dict[int, list[str]], grids: dict[str, TileGrid],
+                     crs=None) -> gpd.GeoDataFrame:
+    """iota2's regions by tile (its `multi_regions` mode, `chain.region_tiles`): each tile's
+    footprint is its region's; where tiles overlap, the tile first in `grids` wins (iota2's
+    tile envelopes with priority). Columns `region` (int) and geometry, one row per region,
+    in `crs` (default: the first tile's CRS); tiles in no region are left out."""
+    crs = crs or next(iter(grids.values())).crs
+    taken, parts = None, {}
+    for tile, grid in grids.items():
+        left, bottom, right, top = grid.bounds
+        box = shapely.segmentize(shapely.box(*grid.bounds), max(right - left, top - bottom) / 50)
+        box = gpd.GeoSeries([box], crs=grid.crs.to_wkt()).to_crs(crs).iloc[0]
+        own = box if taken is None else shapely.difference(box, taken)
+        taken = box if taken is None else shapely.union(taken, box)
+        region = next((r for r, tiles in region_tiles.items() if tile in tiles), 0)
+        if region and not own.is_empty:
+            parts.setdefault(int(region), []).append(own)
+    regions = sorted(parts)
+    return gpd.GeoDataFrame({"region": np.array(regions, dtype="int64")},
+                            geometry=[shapely.union_all(parts[r]) for r in regions], crs=crs)
+
+
 def _has_field(gdf: gpd.GeoDataFrame, name: str, field: str, problems: list[str]) -> bool:
     if field in gdf.columns and field != gdf.geometry.name:
         return True
