@@ -54,6 +54,7 @@ class Chain(_Section):
     data_field: str = "code"
     region_path: Path | None = None
     region_field: str = "region"
+    region_tiles: dict[int, list[str]] | None = None
     nomenclature_path: Path | None = None
     color_table: Path | None = None
     spatial_resolution: float | None = Field(default=None, gt=0)
@@ -86,6 +87,37 @@ class Chain(_Section):
             raise ValueError("lists no tile: name at least one, e.g. [T31TCJ] (or iota2's "
                              "'T31TCJ T31TDJ')")
         return value
+
+    @model_validator(mode="after")
+    def _regions_by_tile(self):
+        """`region_tiles` (iota2's `multi_regions` model file): region -> its tiles, each
+        tile in one region at most and in `list_tile`; not with `region_path`."""
+        if self.region_tiles is None:
+            return self
+        if self.region_path is not None:
+            raise ValueError("region_path and region_tiles both give the regions: keep one")
+        problems, seen = [], {}
+        for region, tiles in self.region_tiles.items():
+            if region <= 0:
+                problems.append(f"region {region}: regions are integers > 0 (0 is 'no region')")
+            if not tiles:
+                problems.append(f"region {region} has no tile")
+            for tile in tiles:
+                if tile in seen:
+                    problems.append(f"tile {tile} is in regions {seen[tile]} and {region}")
+                seen.setdefault(tile, region)
+        unknown = [t for t in seen if t not in self.list_tile]
+        if unknown:
+            problems.append(f"tiles {', '.join(unknown)} are not in list_tile")
+        if not self.region_tiles:
+            problems.append("lists no region")
+        if problems:
+            raise ValueError("region_tiles: " + "; ".join(problems))
+        return self
+
+    def region_of_tile(self, tile: str) -> int:
+        """With `region_tiles`: the region of `tile`, 0 when it is in none."""
+        return next((r for r, tiles in (self.region_tiles or {}).items() if tile in tiles), 0)
 
 
 class SensorOptions(_Section):

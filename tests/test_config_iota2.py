@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -22,19 +21,14 @@ from geoclass.io.iota2.otb import otb_model
 from geoclass.io.iota2.parser import is_unset, looks_like_iota2, parse_iota2, read_iota2
 from geoclass.models import make_classifier
 
+from .conftest import IOTA2 as SHARED_IOTA2
+from .conftest import NO_IOTA2_DATA
 
-def _shared() -> Path:
-    candidates = [Path(__file__).resolve().parents[2] / "shared"]
-    if os.environ.get("GEOCLASS_SHARED"):
-        candidates.append(Path(os.environ["GEOCLASS_SHARED"]))
-    candidates.append(Path("/work/shared"))
-    return next((p for p in candidates if p.is_dir()), candidates[0])
-
-
-IOTA2 = _shared() / "data" / "iota2"
+# resolved: the config holds resolved paths, and ../shared may be a symbolic link
+IOTA2 = SHARED_IOTA2.resolve()
 RUNNING = IOTA2 / "references" / "running_iota2"
 SPOT6 = IOTA2 / "spot_6_data"
-needs_data = pytest.mark.skipif(not IOTA2.is_dir(), reason="shared iota2 data not available")
+needs_data = pytest.mark.skipif(not IOTA2.is_dir(), reason=NO_IOTA2_DATA)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -233,6 +227,10 @@ KEY_CASES = {
     "square resolution as a list": (
         {"chain": {"spatialResolution": [10, -10]}}, {"chain.spatial_resolution": 10.0},
         [], []),
+    "cloud threshold: seen at least n times is more than n - 1": (
+        {"chain": {"cloud_threshold": 3}}, {"sampling.cloud_threshold": 2}, [], []),
+    "cloud threshold 0 (newer iota2's section)": (
+        {"argTrain": {"cloud_threshold": 0}}, {"sampling.cloud_threshold": 0}, [], []),
     "non-square resolution": (
         {"chain": {"spatialResolution": [10, 20]}}, {}, [], ["chain.spatialResolution"]),
     "S1 configuration file": (
@@ -394,6 +392,61 @@ def test_scikit_model_with_cross_validation():
     assert _convert({"scikit_models_parameters": {"model_type": "NoSuchModel"}}).errors
 
 
+def test_older_iota2_multi_regions_mode_reads_the_region_list_of_chain_model(tmp_path):
+    """iota2 before 2019: `chain.mode: 'multi_regions'` and `chain.model`, a text file of
+    `name : tile,tile` lines, region k being the k-th line, read up to the first empty
+    line; regionPath is then where iota2 writes the regions it makes of the tiles."""
+    (tmp_path / "model.txt").write_text("R1 : T31TCJ,T31TDJ\nR2 : T31TCK\n\nR3 : T31TCL\n")
+    raw = {"chain": {"listTile": "T31TCJ T31TDJ T31TCK", "mode": "multi_regions",
+                     "model": "model.txt", "regionPath": "/out/MyRegion.shp",
+                     "regionField": "region"}}
+    conversion = _convert(raw, tmp_path)
+    assert conversion.errors == []
+    assert conversion.data["chain"]["region_tiles"] == {1: ["T31TCJ", "T31TDJ"],
+                                                        2: ["T31TCK"]}
+    assert "region_path" not in conversion.data["chain"]
+    assert conversion.origins["chain.region_tiles"] == "chain.model"
+    warned = {w.split(":")[0] for w in conversion.warnings}
+    assert warned == {"chain.regionPath", "chain.model"}  # the lines after the empty one
+    data = yaml.safe_load(to_yaml(conversion))  # the YAML keeps integer regions
+    data["chain"]["output_path"] = str(tmp_path)
+    config = parse_config(data, tmp_path)
+    assert config.chain.region_tiles == {1: ["T31TCJ", "T31TDJ"], 2: ["T31TCK"]}
+    assert [config.chain.region_of_tile(t) for t in ("T31TCK", "T31TDJ", "T31UDP")] == [2, 1, 0]
+
+
+@pytest.mark.parametrize("chain, warnings, errors", [
+    ({"mode": "one_region", "model": "None"}, ["chain.mode: not needed"], []),
+    ({"mode": "outside", "regionPath": "/r.shp", "model": "/m.txt"},
+     ["chain.mode: not needed", "chain.model: ignored"], []),
+    ({"mode": "multi_regions"}, [], ["chain.mode"]),
+    ({"mode": "multi_regions", "model": "missing.txt"}, [], ["chain.model"]),
+    ({"mode": "regions"}, [], ["chain.mode"]),
+])
+def test_older_iota2_region_modes(chain, warnings, errors, tmp_path):
+    conversion = _convert({"chain": chain}, tmp_path)
+    for prefix in warnings:
+        assert any(w.startswith(prefix) for w in conversion.warnings), prefix
+    assert sorted(e.split(":")[0] for e in conversion.errors) == errors
+    assert "region_tiles" not in conversion.data.get("chain", {})
+
+
+@pytest.mark.parametrize("region_tiles, message", [
+    ({1: ["T1"], 2: ["T1"]}, "tile T1 is in regions 1 and 2"),
+    ({1: ["T1", "T9"]}, "tiles T9 are not in list_tile"),
+    ({0: ["T1"]}, "regions are integers > 0"),
+    ({1: []}, "region 1 has no tile"),
+])
+def test_region_tiles_are_checked(region_tiles, message, tmp_path):
+    data = {"chain": {"output_path": str(tmp_path), "list_tile": ["T1", "T2"],
+                      "region_tiles": region_tiles}}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, tmp_path)
+    data["chain"] |= {"region_tiles": {1: ["T1"]}, "region_path": "regions.shp"}
+    with pytest.raises(ConfigError, match="region_path and region_tiles"):
+        parse_config(data, tmp_path)
+
+
 # --- the three real iota2 files ---------------------------------------------------------------
 
 
@@ -416,7 +469,7 @@ def test_config_thrs_converts_to_what_iota2_runs(tmp_path):
     assert (chain.runs, chain.ratio, chain.proj, chain.data_field) == (1, 0.7, "EPSG:2154",
                                                                        "coden2")
     assert chain.user_feat_path.resolve() == (SPOT6 / "images").resolve()
-    assert config.sampling.cloud_threshold == 1
+    assert config.sampling.cloud_threshold == 0  # iota2: seen >= 1 times; geoclass: > 0
     selection = config.sampling.sample_selection
     assert (selection.sampler, selection.strategy, selection.percent_p) == (
         "random", "percent", 0.1)
@@ -433,7 +486,8 @@ def test_config_thrs_converts_to_what_iota2_runs(tmp_path):
                       "argClassification.fusionOptions", "GlobChain.useGapFilling"}
     assert "argTrain.sampleSelection.ram: not needed: OTB RAM hint" in conversion.warnings
     assert conversion.origins["chain.list_tile"] == "chain.listTile"
-    assert conversion.origins["sampling.cloud_threshold"] == "chain.cloud_threshold"
+    assert conversion.origins["sampling.cloud_threshold"] == (
+        "chain.cloud_threshold = 1 (clear dates >= 1)")
     assert conversion.origins["models.params"] == "argTrain.options"
 
 
@@ -503,6 +557,8 @@ def test_to_yaml_lists_errors_first():
     (("sensors", "Sentinel_2"), "sensors.sentinel_2"),
     (("sensors", "sentinel_2", "temporalResolution"), "sensors.sentinel_2.temporal_resolution"),
     (("chain", "no_such_thing"), None),
+    (("chain", "model"), "chain.region_tiles"),
+    (("models", "model"), None),
 ])
 def test_hint_for_iota2_names(loc, target):
     hint = hint_for(loc)

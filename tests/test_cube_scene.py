@@ -183,3 +183,33 @@ def test_user_feature_rasters_are_resampled_onto_the_sensor_grid(tmp_path):
     coarse = dem.reshape(25, 2, 25, 2).mean(axis=(1, 3))
     np.testing.assert_allclose(ds.features.sel(feature="MNT_b1").values, coarse,
                                atol=0.05 * np.ptp(dem) + 1e-3)
+
+
+SPOT6 = SHARED / "data" / "iota2" / "spot_6_data" / "images"
+
+
+@pytest.mark.skipif(not SPOT6.exists(), reason=NO_IOTA2_DATA)
+def test_user_feature_rasters_alone_take_proj_and_spatial_resolution(tmp_path):
+    """iota2's spot-6 image has 1.5007 x 1.4992 m pixels: alone, it defines the tile grid only
+    at chain.spatial_resolution (square pixels over its footprint, in chain.proj)."""
+    config_file = tmp_path / "config.yaml"
+    text = (f"chain:\n  output_path: out\n  list_tile: [T32TLR]\n  user_feat_path: {SPOT6}\n"
+            "user_feat:\n  patterns: [spot6]\n")
+    config_file.write_text(text)
+    with pytest.raises(InputError, match="non-square pixels.*chain.spatial_resolution"):
+        find_sources(config_of(config_file), "T32TLR")
+    config_file.write_text(text.replace("chain:\n", "chain:\n  spatial_resolution: 1.5\n"
+                                        "  proj: 'EPSG:2154'\n"))
+    grid = find_sources(config_of(config_file), "T32TLR").grid
+    with rasterio.open(SPOT6 / "T32TLR" / "spot6_sub.tif") as src:
+        left, bottom, right, top = src.bounds
+        image = src.read(1)
+    assert grid.resolution == 1.5 and grid.transform.e == -1.5
+    assert grid.crs.to_epsg() == 2154 and grid.transform.c % 1.5 == 0
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    assert g_left <= left < g_left + 1.5 and g_top - 1.5 < top <= g_top
+    assert g_right - 1.5 < right <= g_right and g_bottom <= bottom < g_bottom + 1.5
+    ds = open_cubes(config_of(config_file))["T32TLR"]
+    values = ds.features.values[0]
+    assert values.shape == grid.shape and np.isnan(values).mean() < 0.01
+    assert abs(np.nanmean(values) - image[image > 0].mean()) < 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from geoclass.io.reference import (
     read_color_table,
     read_nomenclature,
     read_vector,
+    regions_of_tiles,
 )
 
 from .conftest import IOTA2, NO_IOTA2_DATA
@@ -68,6 +70,20 @@ def test_overlap_names_both_fids_and_touching_is_fine(tmp_path):
     path = write(tmp_path / "gt.shp", geoms, code=[1, 2, 1, 2])
     problem = one(check_ground_truth(path, "code"), "overlap")
     assert "gt.shp" in problem and "FID 2 and 3" in problem and "FID 0" not in problem
+
+
+def test_overlaps_with_the_same_label_are_only_a_warning(tmp_path, caplog):
+    # iota2's own spot-6 polygons overlap this way: each shared pixel still has one label
+    geoms = [square(0), square(0.5), square(5), square(5.5, 0.5)]  # 0-1 same, 2-3 differ
+    path = write(tmp_path / "gt.shp", geoms, code=[1, 1, 1, 2])
+    with caplog.at_level(logging.WARNING, logger="geoclass.io.reference"):
+        problem = one(check_ground_truth(path, "code"), "overlap")
+    assert "FID 2 and 3" in problem and "FID 0" not in problem
+    assert [r.getMessage() for r in caplog.records] == [
+        "gt.shp: polygons with the same 'code' overlap (FID 0 and 1); each shared pixel is "
+        "counted once, in one of them"]
+    regions = write(tmp_path / "regions.shp", geoms[:2], region=[4, 4])
+    assert check_regions(regions, "region") == []
 
 
 def test_point_geometry_is_reported_with_fids(tmp_path):
@@ -176,6 +192,23 @@ def test_checks_write_no_file(tmp_path):
 
 
 # ---------------------------------------------------------------- regions
+
+
+def test_regions_of_tiles_give_overlaps_to_the_first_tile(tmp_path):
+    """iota2's multi_regions mode: a region is the footprint of its tiles, and where tiles
+    overlap the first listed wins (iota2's tile envelopes with priority)."""
+    grids = {"A": tile("A", x=X0), "B": tile("B", x=X0 + 800), "C": tile("C", x=X0 + 1600),
+             "D": tile("D", x=X0 + 5000)}  # 1000 m tiles, 200 m overlaps
+    regions = regions_of_tiles({2: ["B"], 1: ["A", "C"]}, grids)
+    assert regions["region"].tolist() == [1, 2] and regions.crs == grids["A"].crs
+    one_, two = regions.geometry.values
+    assert shapely.equals(two, shapely.box(X0 + 1000, Y0, X0 + 1800, Y0 + 1000))
+    assert one_.area == pytest.approx(1000 * 1000 + 800 * 1000)  # A whole, C less B's part
+    assert not shapely.intersects(one_, shapely.box(X0 + 5000, Y0, X0 + 6000, Y0 + 1000))
+    lonlat = regions_of_tiles({1: ["A"]}, grids, crs="EPSG:4326")
+    assert lonlat.crs.to_epsg() == 4326 and 0 < lonlat.geometry.iloc[0].bounds[0] < 4
+
+
 
 
 def test_region_values_must_be_integers(tmp_path):

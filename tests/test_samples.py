@@ -13,6 +13,7 @@ from geoclass.api import read_samples, sample
 from geoclass.config import SampleAugmentation, SelectionRule
 from geoclass.kernels.sampling import augment, pixel_keys, split_polygons, target_counts
 from geoclass.steps.samples import reference_pieces
+from geoclass.store import RunStore
 from geoclass.views.cube import open_cube
 
 from .conftest import config_of, edit_config
@@ -245,3 +246,42 @@ def test_polygons_crossing_a_region_boundary_are_cut_by_the_regions(sampled):
     assert (cut > 1).any()  # the generated scene has fields across the region boundary
     fid = cut[cut > 1].index[0]
     assert sorted(pieces.loc[pieces.fid == fid, "region"]) == [1, 2]
+
+
+def test_regions_by_tile_learn_and_classify_each_tile_with_its_region(scene, client):
+    """`chain.region_tiles` (iota2's multi_regions mode): every pixel of a tile is in that
+    tile's region, for the samples, the models and the maps."""
+    import geopandas as gpd
+    import xarray as xr
+
+    from geoclass.api import classify, model_path
+    from geoclass.views.maps import region_polygons, tile_grids, tile_regions
+
+    first, second = config_of(scene).chain.list_tile
+    config = config_of(scene, chain={"region_path": None, "region_tiles": {7: [second],
+                                                                           3: [first]}},
+                       models={"params": {"n_estimators": 10}})
+    maps = classify(config)
+    learn = read_samples(config, 0, "learn")
+    assert set(learn.groupby("tile")["region"].unique().map(tuple)) == {(3,), (7,)}
+    assert dict(learn.groupby("tile")["region"].first()) == {first: 3, second: 7}
+    assert model_path(config, 3, 0).exists() and model_path(config, 7, 0).exists()
+    store_grids = tile_grids(config.chain.list_tile, RunStore(config.chain.output_path))
+    polygons = region_polygons(config.chain, store_grids)
+    assert isinstance(polygons, gpd.GeoDataFrame) and polygons["region"].tolist() == [3, 7]
+    for tile, region in ((first, 3), (second, 7)):
+        assert (tile_regions(polygons, store_grids[tile]).compute() == region).all()
+        classes = xr.open_zarr(maps[0][tile])["classification"].values
+        assert (classes > 0).mean() > 0.9
+
+
+def test_check_warns_about_tiles_in_no_region(scene):
+    from geoclass.steps.check import check_inputs
+
+    first, second = config_of(scene).chain.list_tile
+    config = config_of(scene, chain={"region_path": None, "region_tiles": {1: [first]}})
+    report = check_inputs(config)
+    assert report.ok, report.problems
+    assert [w for w in report.warnings if "no region" in w] == [
+        f"tiles {second} are in no region of chain.region_tiles: left unclassified (0) where "
+        "no other tile covers them"]

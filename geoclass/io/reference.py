@@ -53,7 +53,7 @@ def check_ground_truth(
     if points:
         problems += _check_points(gdf, name, tiles)
     else:
-        problems += _check_polygons(gdf, name, "ground truth", tiles, repair)
+        problems += _check_polygons(gdf, name, "ground truth", tiles, repair, data_field)
     if _has_field(gdf, name, data_field, problems):
         problems += check_labels(gdf[data_field], name, data_field,
                                  item="point" if points else "polygon")
@@ -78,7 +78,7 @@ def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) 
     if gdf.empty:
         return [f"{name}: the file has no polygon: give it the region polygons, or leave "
                 "chain.region_path out (the whole area is then region 1)"]
-    problems = _check_polygons(gdf, name, "regions", tiles, repair=False)
+    problems = _check_polygons(gdf, name, "regions", tiles, repair=False, field=region_field)
     if _has_field(gdf, name, region_field, problems):
         bad = [(fid, v) for fid, v in gdf[region_field].items() if as_int(v) is None]
         if bad:
@@ -110,6 +110,28 @@ def load_regions(path, region_field: str, crs=None) -> gpd.GeoDataFrame:
     region = region.astype("int64")
     out = gpd.GeoDataFrame({"region": region}, geometry=gdf.geometry.values, crs=gdf.crs)
     return out.to_crs(crs) if crs is not None else out
+
+
+def regions_of_tiles(region_tiles: dict[int, list[str]], grids: dict[str, TileGrid],
+                     crs=None) -> gpd.GeoDataFrame:
+    """iota2's regions by tile (its `multi_regions` mode, `chain.region_tiles`): each tile's
+    footprint is its region's; where tiles overlap, the tile first in `grids` wins (iota2's
+    tile envelopes with priority). Columns `region` (int) and geometry, one row per region,
+    in `crs` (default: the first tile's CRS); tiles in no region are left out."""
+    crs = crs or next(iter(grids.values())).crs
+    taken, parts = None, {}
+    for tile, grid in grids.items():
+        left, bottom, right, top = grid.bounds
+        box = shapely.segmentize(shapely.box(*grid.bounds), max(right - left, top - bottom) / 50)
+        box = gpd.GeoSeries([box], crs=grid.crs.to_wkt()).to_crs(crs).iloc[0]
+        own = box if taken is None else shapely.difference(box, taken)
+        taken = box if taken is None else shapely.union(taken, box)
+        region = next((r for r, tiles in region_tiles.items() if tile in tiles), 0)
+        if region and not own.is_empty:
+            parts.setdefault(int(region), []).append(own)
+    regions = sorted(parts)
+    return gpd.GeoDataFrame({"region": np.array(regions, dtype="int64")},
+                            geometry=[shapely.union_all(parts[r]) for r in regions], crs=crs)
 
 
 def _has_field(gdf: gpd.GeoDataFrame, name: str, field: str, problems: list[str]) -> bool:
@@ -175,8 +197,11 @@ def _shared_pixels(gdf, field: str, name: str, tiles: list[TileGrid]) -> list[st
             "keep one label per pixel"]
 
 
-def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]:
-    """CRS, geometry types, empty, invalid, overlaps and tile cover; the vector rules."""
+def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool,
+                    field: str | None = None) -> list[str]:
+    """CRS, geometry types, empty, invalid, overlaps and tile cover; the vector rules.
+    Polygons that overlap with the same value of `field` are only a warning: each shared
+    pixel still has one label (it is burnt once, into one of them)."""
     problems, polygonal = _check_geometries(gdf, name, POLYGONAL, f"{kind} must be polygons")
     geoms = gdf.geometry.values
     fids = gdf.index.to_numpy()
@@ -194,16 +219,28 @@ def _check_polygons(gdf, name: str, kind: str, tiles, repair: bool) -> list[str]
     good = _make_valid(geoms[usable]) if repair else geoms[usable]
     good_fids = fids[usable]
     pairs = _overlaps(good)
+    if len(pairs) and field in gdf.columns and field != gdf.geometry.name:
+        values = gdf[field].to_numpy()[usable]
+        same = np.array([values[i] == values[j] for i, j in pairs], dtype=bool)
+        if same.any():
+            log.warning("%s: polygons with the same '%s' overlap (%s); each shared pixel is "
+                        "counted once, in one of them", name, field,
+                        _pairs(pairs[same], good_fids))
+        pairs = pairs[~same]
     if len(pairs):
-        listed = "; ".join(f"FID {good_fids[i]} and {good_fids[j]}" for i, j in pairs[:MAX_LISTED])
         problems.append(
-            f"{name}: polygons overlap ({listed}{more(pairs)}); "
+            f"{name}: polygons overlap ({_pairs(pairs, good_fids)}); "
             "remove the overlaps so each pixel has one label"
         )
     if tiles and gdf.crs is not None and len(good):
         problems += _tile_cover(gpd.GeoSeries(good, index=good_fids, crs=gdf.crs), name,
                                 tiles, "polygon")
     return problems
+
+
+def _pairs(pairs: np.ndarray, fids: np.ndarray) -> str:
+    listed = "; ".join(f"FID {fids[i]} and {fids[j]}" for i, j in pairs[:MAX_LISTED])
+    return f"{listed}{more(pairs)}"
 
 
 def _tile_cover(geoms: gpd.GeoSeries, name: str, tiles, noun: str) -> list[str]:

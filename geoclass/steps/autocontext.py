@@ -29,8 +29,14 @@ from geoclass.views.context import (
     segment_tile,
     segmentation_features,
 )
-from geoclass.views.cube import grid_of_cube, open_cube
-from geoclass.views.maps import classify_tile, fusion_options, tile_regions
+from geoclass.views.cube import open_cube
+from geoclass.views.maps import (
+    classify_tile,
+    fusion_options,
+    region_polygons,
+    tile_grids,
+    tile_regions,
+)
 
 __all__ = ["enabled", "fit_iterations"]
 
@@ -96,14 +102,16 @@ def _classify_iteration(config: Config, store: RunStore, run: int, iteration: in
     """The tile maps of `iteration` for one run (class only) into `autocontext/iter_<k>/`."""
     refs = {region: ref for (region, r), ref in models.items() if r == run}
     boundary = config.classification.boundary_fusion
+    grids = tile_grids(config.chain.list_tile, store)
+    polygons = region_polygons(config.chain, grids)
     for tile in config.chain.list_tile:
         cube = open_cube(store.cube(tile))
-        grid = grid_of_cube(cube)
+        grid = grids[tile]
         context, names = (tile_context(config, store, tile, cube, run, iteration, codes)
                           if iteration > 0 else (None, ()))
         fusion = (fusion_options(boundary.interior_buffer_size, boundary.exterior_buffer_size,
                                  boundary.epsilon, grid.resolution) if boundary.enable else None)
-        regions = tile_regions(config.chain.region_path, config.chain.region_field, grid)
+        regions = tile_regions(polygons, grid)
         result = classify_tile(cube, regions, refs, codes, fusion, context, names)
         lazy.write_dataset(result[["classification"]], store.tile_map(tile, run, iteration),
                            f"auto-context iteration {iteration}: classifying {tile} (run {run})")

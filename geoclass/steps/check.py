@@ -133,6 +133,11 @@ def _check_reference(config: Config, report: CheckReport, grids, names=None) -> 
                                               chain.repair_geometries)
     if chain.region_path:
         report.problems += check_regions(chain.region_path, chain.region_field, grids)
+    outside = [t for t in chain.list_tile if chain.region_tiles and not chain.region_of_tile(t)]
+    if outside:
+        report.warnings.append(f"tiles {', '.join(outside)} are in no region of "
+                               "chain.region_tiles: left unclassified (0) where no other "
+                               "tile covers them")
     nomenclature = colors = None
     if chain.nomenclature_path:
         nomenclature = _collect(report, read_nomenclature, chain.nomenclature_path)

@@ -13,8 +13,14 @@ from geoclass.config import Config
 from geoclass.io.reference import load_regions
 from geoclass.store import RunStore, TileMaps
 from geoclass.views.context import context_of, enabled
-from geoclass.views.cube import grid_of_cube, open_cube
-from geoclass.views.maps import classify_tile, fusion_options, tile_regions
+from geoclass.views.cube import open_cube
+from geoclass.views.maps import (
+    classify_tile,
+    fusion_options,
+    region_polygons,
+    tile_grids,
+    tile_regions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,12 @@ def tile_maps(config: Config, store: RunStore, run: int, models=None) -> dict:
     refs = {region: (path, models.sha256.get((region, r)))
             for (region, r), path in models.items() if r == run}
     boundary = config.classification.boundary_fusion
+    grids = tile_grids(config.chain.list_tile, store)
+    polygons = region_polygons(config.chain, grids)
     out = {}
     for tile in config.chain.list_tile:
         cube = open_cube(store.cube(tile))
-        grid = grid_of_cube(cube)
+        grid = grids[tile]
         fusion = (fusion_options(boundary.interior_buffer_size, boundary.exterior_buffer_size,
                                  boundary.epsilon, grid.resolution)
                   if boundary.enable else None)
@@ -57,7 +65,7 @@ def tile_maps(config: Config, store: RunStore, run: int, models=None) -> dict:
             context, names = context_of(store.segments(tile), store.tile_map(tile, run, before),
                                         cube, table.codes,
                                         config.chain.autocontext_superpixel_size)
-        regions = tile_regions(config.chain.region_path, config.chain.region_field, grid)
+        regions = tile_regions(polygons, grid)
         result = classify_tile(cube, regions, refs, table.codes, fusion, context, names,
                                fast_path())
         if not config.classification.enable_probability_map:
@@ -81,9 +89,13 @@ def run(config: Config, store: RunStore, force: bool = False) -> TileMaps:
 
 
 def _warn_regions_without_model(config: Config, models) -> None:
-    if config.chain.region_path is None:
+    chain = config.chain
+    if chain.region_path is not None:
+        regions = set(load_regions(chain.region_path, chain.region_field)["region"])
+    elif chain.region_tiles is not None:
+        regions = set(chain.region_tiles)
+    else:
         return
-    regions = set(load_regions(config.chain.region_path, config.chain.region_field)["region"])
     for run in range(config.chain.runs):
         missing = sorted(regions - {region for region, r in models if r == run})
         if missing:

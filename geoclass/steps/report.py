@@ -28,7 +28,7 @@ def outputs(config: Config, store: RunStore, record=None) -> list[Path]:
 
 def run_warnings(config: Config, store: RunStore, metrics: dict) -> list[str]:
     """Classes without validation pixels, regions or classes without samples, tiles with
-    few clear dates."""
+    few clear dates (tiles with dated series: user rasters alone have no dates)."""
     warnings = []
     for entry in metrics["runs"][0]["scores"]["per_class"]:
         if entry["support"] == 0:
@@ -38,7 +38,10 @@ def run_warnings(config: Config, store: RunStore, metrics: dict) -> list[str]:
         notes = json.loads(store.sample_report(run).read_text())["warnings"]
         warnings += [f"run {run}: {note}" for note in notes]
     for tile in config.chain.list_tile:
-        validity = lazy.read_zarr(store.cube(tile), "validity")
+        cube = lazy.open_zarr(store.cube(tile))
+        if not json.loads(cube.attrs.get("sensors", "[]")):
+            continue
+        validity = cube["validity"].data
         mean, empty = (float(v) for v in lazy.compute_all(
             [validity.mean(), (validity == 0).mean()], label=f"clear dates of {tile}"))
         if mean < 3 or empty > 0.05:

@@ -39,6 +39,8 @@ from geoclass.kernels.sampling import (
 from geoclass.kernels.timeseries import features_from_observations
 from geoclass.store import SAMPLE_META, RunStore, Samples
 from geoclass.views.cube import feature_blocks, feature_names, grid_of_cube, open_cube
+from geoclass.views.maps import region_polygons
+from geoclass.views.sources import tile_sources
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,14 @@ PIECE_COLUMNS = ["piece", "fid", "code", "region", "geometry"]
 
 
 def reference_pieces(
-    config: Config, external: ExternalTable | None = None
+    config: Config, external: ExternalTable | None = None,
+    grids: dict[str, TileGrid] | None = None,
 ) -> tuple[gpd.GeoDataFrame, ClassTable]:
     """The ground-truth polygons (or points) cut by the regions: one row per (feature, region)
     piece with `piece` (1..N), `fid`, `code`, `region` (none without ground truth); and the
     class table of the labels of the ground truth and of the external samples (read from the
-    config when not given)."""
+    config when not given). `grids`: every tile's grid, for regions by tile (read from the
+    inputs when not given)."""
     chain = config.chain
     if external is None and chain.external_samples is not None:
         external = read_external(config)
@@ -80,19 +84,21 @@ def reference_pieces(
     table = class_table(config, [*gt[chain.data_field].unique(), *labels])
     gt = gpd.GeoDataFrame({"fid": gt.index.to_numpy(), "code": table.encode(gt[chain.data_field])},
                           geometry=gt.geometry.values, crs=gt.crs)
-    pieces = _cut_by_regions(config, gt)
+    if config.chain.region_tiles is not None and grids is None:
+        grids = {tile: src.grid for tile, src in tile_sources(config).items()}
+    pieces = _cut_by_regions(region_polygons(config.chain, grids or {}), gt)
     pieces = pieces.sort_values(["fid", "region"], kind="stable").reset_index(drop=True)
     pieces["piece"] = np.arange(1, len(pieces) + 1)
     return pieces[PIECE_COLUMNS], table
 
 
-def _cut_by_regions(config: Config, gt: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _cut_by_regions(regions: gpd.GeoDataFrame | None,
+                    gt: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Polygons cut by the regions (overlay); points assigned to the region that holds them
     (spatial join; on a boundary, the smallest region). All region 1 without regions."""
-    chain = config.chain
-    if not chain.region_path:
+    if regions is None:
         return gt.assign(region=1)
-    regions = load_regions(chain.region_path, chain.region_field, crs=gt.crs)
+    regions = regions.to_crs(gt.crs)
     if not is_point_file(gt):
         pieces = gpd.overlay(gt, regions, how="intersection", keep_geom_type=True)
         return pieces[~pieces.geometry.is_empty & (pieces.geometry.area > 0)]
@@ -106,8 +112,11 @@ def _cut_by_regions(config: Config, gt: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def model_regions(config: Config) -> list[int]:
-    """Every region that may get a model: those of the region file, or 1 without one."""
+    """Every region that may get a model: those of the region file or of `region_tiles`,
+    or 1 without regions."""
     chain = config.chain
+    if chain.region_tiles is not None:
+        return sorted(chain.region_tiles)
     if not chain.region_path:
         return [1]
     regions = load_regions(chain.region_path, chain.region_field)
@@ -146,7 +155,9 @@ def settings(config: Config) -> dict:
                       chain.random_seed, chain.split_ground_truth, chain.repair_geometries,
                       chain.ground_truth_role],
             "sampling": config.section_hash("sampling"),
-            "external": external.model_dump(mode="json", exclude={"path"}) if external else None}
+            "external": external.model_dump(mode="json", exclude={"path"}) if external else None,
+            **({"region_tiles": {str(r): t for r, t in chain.region_tiles.items()}}
+               if chain.region_tiles is not None else {})}
 
 
 def inputs(config: Config) -> list[Path]:
@@ -167,8 +178,9 @@ def run(config: Config, store: RunStore, force: bool = False) -> Samples:
     """Split, select, extract and augment the samples of every run from the stored cubes,
     into `samples/` (atomically), with the class table."""
     external = read_external(config) if config.chain.external_samples else None
-    pieces, table = reference_pieces(config, external)
     cubes = {tile: open_cube(store.cube(tile)) for tile in config.chain.list_tile}
+    grids = {tile: grid_of_cube(cube) for tile, cube in cubes.items()}
+    pieces, table = reference_pieces(config, external, grids)
     with atomic_output(store.samples_dir) as tmp:
         tmp.mkdir()
         tables, stats = extract(config, pieces, table, cubes, tmp, external)

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import xarray as xr
 from rasterio.crs import CRS
 from rasterio.warp import transform
 
 from geoclass import lazy
+from geoclass.config import Chain
 from geoclass.grid import TileGrid, pixel_of, union_grid
-from geoclass.io.reference import load_regions
+from geoclass.io.reference import load_regions, regions_of_tiles
 from geoclass.kernels import fastboost, fastforest
 from geoclass.kernels.boundary import overlap_depth
 from geoclass.kernels.predict import predict_with_fusion
@@ -22,14 +24,24 @@ from geoclass.models.trained import TrainedModel, cached_model
 from geoclass.views.cube import feature_blocks, feature_names, grid_of_cube, open_cube
 
 
-def tile_regions(region_path, region_field: str, grid: TileGrid):
-    """The region of every pixel of a tile (0 outside every region), rasterized lazily; the
-    whole tile is region 1 without a region file."""
-    if region_path is None:
+def region_polygons(chain: Chain, grids: dict[str, TileGrid]) -> gpd.GeoDataFrame | None:
+    """The regions as polygons (`region`, geometry): the region file's, or the footprints of
+    the tiles of `chain.region_tiles` (`grids`: every tile's, in `list_tile` order); None
+    without regions (everything is region 1)."""
+    if chain.region_path is not None:
+        return load_regions(chain.region_path, chain.region_field)
+    if chain.region_tiles is not None:
+        return regions_of_tiles(chain.region_tiles, grids)
+    return None
+
+
+def tile_regions(regions: gpd.GeoDataFrame | None, grid: TileGrid):
+    """The region of every pixel of a tile (0 outside every region), rasterized lazily from
+    `regions` (`region_polygons`); the whole tile is region 1 without regions."""
+    if regions is None:
         return lazy.map_yx(_ones, lazy.from_windows(_zeros, grid, (), np.int32), lead=(),
                            dtype=np.int32)
-    regions = load_regions(region_path, region_field, grid.crs)
-    return lazy.lazy_rasterize(regions, "region", grid)
+    return lazy.lazy_rasterize(regions.to_crs(grid.crs), "region", grid)
 
 
 def _zeros(window):

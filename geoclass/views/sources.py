@@ -109,14 +109,15 @@ def _overlapping(series: SensorSeries, grid: TileGrid) -> SensorSeries:
 
 def find_sources(config: Config, tile: str) -> TileSources:
     """Read the products of `tile` for every configured sensor and fix the tile grid: the
-    first sensor's (see `_sensor_series`) at `chain.spatial_resolution`, else the user
-    rasters' grid. A dated series alone gives its first file's footprint in `chain.proj` (or
-    the file's CRS) at `chain.spatial_resolution` (or the file's resolution)."""
+    first sensor's (see `_sensor_series`) at `chain.spatial_resolution`. A dated series
+    alone, or user rasters alone, give the first file's footprint in `chain.proj` (or the
+    file's CRS) at `chain.spatial_resolution` (or the file's resolution)."""
     chain, chunk = config.chain, config.dask.chunk_size
     series = _sensor_series(config, tile)
     user = None
     if chain.user_feat_path:
-        user = read_user_features(chain.user_feat_path, tile, config.user_feat.patterns, chunk)
+        user = read_user_features(chain.user_feat_path, tile, config.user_feat.patterns, chunk,
+                                  chain.proj, chain.spatial_resolution)
     if not series and user is None:
         raise InputError(["no input data: set chain.s2_path, s2_s2c_path, l8_path, l8_path_old, "
                           "s1_path, series_path, stac_path or user_feat_path"])

@@ -60,6 +60,87 @@ def _resolution(ctx, origin, value, target):
     ctx.put(target, values[0], origin)
 
 
+def _cloud_threshold(ctx, origin, value, target):
+    """iota2 keeps the pixels seen at least n times (`nbView >= n`); geoclass keeps those
+    whose clear observations number more than its threshold: n - 1."""
+    if is_unset(value):
+        return
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        ctx.error(origin, f"'{value}' is not an integer")
+        return
+    ctx.put(target, max(count - 1, 0),
+            f"{origin} = {count} (clear dates >= {count})")
+
+
+def _multi_regions(ctx) -> bool:
+    """Older iota2's `chain.mode: 'multi_regions'`: the regions are tiles (`chain.model`)."""
+    return str(ctx.get("chain", "mode")[1]).strip().lower() == "multi_regions"
+
+
+def _region_path(ctx, origin, value, target):
+    if is_unset(value):
+        return
+    if _multi_regions(ctx):
+        ctx.warn(origin, "ignored: with chain.mode 'multi_regions', iota2 writes there the "
+                         "regions it makes from the tiles of chain.model")
+        return
+    ctx.put(target, ctx.path(value), origin)
+
+
+def _mode(ctx, origin, value, target):
+    """Older iota2's region modes: 'one_region' (every tile, one model), 'outside' (the
+    regions of chain.regionPath), 'multi_regions' (tiles grouped by chain.model)."""
+    if is_unset(value):
+        return
+    mode = str(value).strip().lower()
+    if mode == "one_region":
+        ctx.warn(origin, "not needed: without regions, geoclass trains one model for all tiles")
+    elif mode == "outside":
+        ctx.warn(origin, "not needed: geoclass reads the regions of chain.regionPath")
+    elif mode != "multi_regions":
+        ctx.error(origin, f"'{value}' is not one of iota2's modes (one_region, multi_regions, "
+                          "outside)")
+    elif is_unset(ctx.get("chain", "model")[1]):
+        ctx.error(origin, "'multi_regions' needs chain.model, the file of the tiles of each "
+                          "region")
+
+
+def _model_file(ctx, origin, value, target):
+    """Older iota2's region list (`chain.model`, read with `chain.mode: 'multi_regions'`):
+    one line per region, `R1 : T31TCJ,T31TDJ`; region k is the k-th line (the name before
+    ':' is not read), up to the first empty line, as iota2 reads it."""
+    if is_unset(value):
+        return
+    if not _multi_regions(ctx):
+        ctx.warn(origin, "ignored: iota2 reads it only with chain.mode 'multi_regions'")
+        return
+    path = Path(ctx.path(value))
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        ctx.error(origin, f"cannot read the region list {path}: {err}")
+        return
+    regions: dict[int, list[str]] = {}
+    for number, line in enumerate(lines, 1):
+        if line == "":
+            if any(rest.strip() for rest in lines[number:]):
+                ctx.warn(origin, f"{path.name}: lines after the empty line {number} ignored "
+                                 "(iota2 stops reading there)")
+            break
+        tiles = [t for t in line.split(":")[-1].replace(" ", "").split(",") if t]
+        if not tiles:
+            ctx.error(origin, f"{path.name}, line {number}: no tile in {line!r} (expected "
+                              "'R1 : T31TCJ,T31TDJ')")
+            return
+        regions[len(regions) + 1] = tiles
+    if not regions:
+        ctx.error(origin, f"{path.name}: no region (expected lines like 'R1 : T31TCJ,T31TDJ')")
+        return
+    ctx.put(target, regions, origin)
+
+
 def _words(ctx, origin, value, target):
     if is_unset(value):
         return
@@ -329,7 +410,9 @@ _TABLE: list[tuple[str, str, str | None, Callable]] = [
     ("chain", "groundTruth", "chain.ground_truth", _path),
     ("chain", "dataField", "chain.data_field", _plain),
     ("chain", "spatialResolution", "chain.spatial_resolution", _resolution),
-    ("chain", "regionPath", "chain.region_path", _path),
+    ("chain", "regionPath", "chain.region_path", _region_path),
+    ("chain", "mode", None, _mode),
+    ("chain", "model", "chain.region_tiles", _model_file),
     ("chain", "regionField", "chain.region_field", _plain),
     ("chain", "nomenclaturePath", "chain.nomenclature_path", _path),
     ("chain", "colorTable", "chain.color_table", _path),
@@ -342,7 +425,7 @@ _TABLE: list[tuple[str, str, str | None, Callable]] = [
     ("chain|argTrain", "runs", "chain.runs", _plain),
     ("chain|argTrain", "ratio", "chain.ratio", _plain),
     ("chain|argTrain", "random_seed", "chain.random_seed", _plain),
-    ("chain|argTrain", "cloud_threshold", "sampling.cloud_threshold", _plain),
+    ("chain|argTrain", "cloud_threshold", "sampling.cloud_threshold", _cloud_threshold),
     ("chain|argTrain", "splitGroundTruth", "chain.split_ground_truth", _plain),
     ("chain|argTrain", "enable_autoContext", "chain.enable_autocontext", _plain),
     ("chain|argTrain", "autoContext_iterations", "chain.autocontext_iterations", _plain),
@@ -546,6 +629,10 @@ IOTA2_NAMES: dict[str, str] = {
 }
 
 
+# names too common to be hinted outside their own section (`models.model` is no iota2 name)
+_HINT_IN_SECTION_ONLY = {"chain.model"}
+
+
 def hint_for(loc: tuple) -> str | None:
     """For an unknown key at `loc` (pydantic's location) that is one of iota2's names:
     'did you mean <geoclass key> (iota2's name)?'; None otherwise."""
@@ -557,7 +644,7 @@ def hint_for(loc: tuple) -> str | None:
     for name, target in IOTA2_NAMES.items():
         if norm(name) == whole:
             return f"did you mean {target} (iota2's name)?"
-        if norm(name.rsplit(".", 1)[-1]) == key:
+        if norm(name.rsplit(".", 1)[-1]) == key and name not in _HINT_IN_SECTION_ONLY:
             same_key[target] = name
     for target in same_key:
         if target.rsplit(".", 1)[0] == parent:

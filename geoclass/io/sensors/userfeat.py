@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
 from geoclass.io.sensors.base import BandRef, read_window
+from geoclass.io.sensors.footprint import grid_of_footprint
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ def _matches(name: str, pattern: str) -> bool:
     return pattern in name
 
 
-def read_user_features(root: Path, tile: str, patterns: list[str], chunk: int = 1024):
-    """Describe the user rasters of `tile`; their grid is the first matched raster's."""
+def read_user_features(root: Path, tile: str, patterns: list[str], chunk: int = 1024,
+                       crs=None, resolution: float | None = None):
+    """Describe the user rasters of `tile`. Their grid is the first matched raster's, or,
+    with `crs` or `resolution`, its footprint in `crs` (default: the raster's CRS) at
+    `resolution` (default: the raster's), onto which the rasters are warped."""
     tile_dir = Path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.user_feat_path: {tile_dir}"])
@@ -56,7 +60,10 @@ def read_user_features(root: Path, tile: str, patterns: list[str], chunk: int = 
     if problems:
         raise InputError(problems)
     names = _unique(names)
-    grid = grid_of_raster(bands[0].path, tile, chunk)
+    if crs is None and resolution is None:
+        grid = grid_of_raster(bands[0].path, tile, chunk)
+    else:
+        grid = grid_of_footprint(bands[0].path, tile, crs, resolution, chunk)
     return UserFeatures(tile, tuple(names), tuple(bands), tuple(nodata), grid)
 
 
