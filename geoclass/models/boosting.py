@@ -17,6 +17,7 @@ XGBoost does). Classes absent from the training part after the split are moved b
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -117,8 +118,6 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         problem = xgboost_problem()
         if problem:
             raise ConfigError(problem)
-        import tempfile  # noqa: PLC0415 - with the optional dependency
-
         from xgboost import XGBClassifier  # noqa: PLC0415 - optional dependency
         from xgboost import dask as dxgb  # noqa: PLC0415 - optional dependency
 
