@@ -17,7 +17,7 @@ from geoclass.config import Config
 from geoclass.models.trained import TrainedModel, load_model
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps import classify as classify_step
-from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.store import Accuracy, Cubes, Maps, Models, RunStore, Samples, TileMaps
 from geoclass.views.cube import open_cube, open_cubes
 from geoclass.views.maps import classify_features, fusion_options

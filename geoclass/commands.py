@@ -13,7 +13,7 @@ from geoclass.io.iota2.convert import convert_iota2, to_yaml
 from geoclass.io.iota2.parser import read_iota2
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps.check import check_inputs
-from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.report import read_warnings
 from geoclass.store import RunStore
 from geoclass.testing.demo import demo_config

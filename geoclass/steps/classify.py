@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 def settings(config: Config) -> dict:
     return {"classification": config.classification.model_dump(
-                mode="json", include={"enable_probability_map", "boundary_fusion"}),
+                mode="json", include={"boundary_fusion"}),
+            "probabilities": config.classification.needs_probabilities,
             "chunk": config.dask.chunk_size, "fast": fast_path()}
 
 
@@ -60,7 +61,7 @@ def tile_maps(config: Config, store: RunStore, run: int, models=None) -> dict:
         regions = tile_regions(config.chain.region_path, config.chain.region_field, grid)
         result = classify_tile(cube, regions, refs, table.codes, fusion, context, names,
                                fast_path())
-        if not config.classification.enable_probability_map:
+        if not config.classification.needs_probabilities:
             result = result.drop_vars("probabilities")
         out[tile] = result
     return out
