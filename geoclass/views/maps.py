@@ -26,7 +26,7 @@ from geoclass.kernels.smoothing import (
     majority_filter,
 )
 from geoclass.kernels.timeseries import features_from_observations
-from geoclass.kernels.uncertainty import uncertainty
+from geoclass.kernels.uncertainty import most_uncertain, uncertainty
 from geoclass.models.trained import TrainedModel, cached_model
 from geoclass.views.cube import feature_blocks, feature_names, grid_of_cube, open_cube
 
@@ -237,3 +237,15 @@ def isolated_count(classification):
     """(1,) int64 pixels whose 8 neighbours all have another class (salt-and-pepper),
     counted block by block with a 1-pixel overlap (lazy)."""
     return lazy.block_sums(isolated_pixels, classification, 1, depth=1, boundary=0)
+
+
+def uncertain_candidates(uncertainty_map, classification, n: int, min_distance: float,
+                         min_uncertainty: float | None = None) -> list:
+    """One task per block picking its sampling candidates (`kernels.uncertainty.
+    most_uncertain`: up to n per predicted class, min_distance pixels apart, rows and
+    columns in the whole map's pixels); `lazy.compute_all` them, then `merge_candidates`."""
+    starts = [np.concatenate([[0], np.cumsum(c)])[:-1] for c in uncertainty_map.chunks]
+    pick = lazy.delayed(most_uncertain)
+    return [pick(lazy.block(uncertainty_map, i, j), lazy.block(classification, i, j), n,
+                 min_distance, origin=(int(r0), int(c0)), min_uncertainty=min_uncertainty)
+            for i, r0 in enumerate(starts[0]) for j, c0 in enumerate(starts[1])]
