@@ -59,11 +59,11 @@ def suggest(config: Config, store: RunStore, n: int = 200, min_distance: float |
         raise InputError([f"the number of suggestions must be at least 1, got {n}"])
     if not 0 <= run < config.chain.runs:
         raise InputError([f"run {run} does not exist: chain.runs is {config.chain.runs}"])
+    values = _uncertainty(store, run, measure)
     grid = output_grid(tile_grids(config.chain.list_tile, store), config.chain.proj,
                        config.dask.chunk_size)
     spacing = (DEFAULT_SPACING if min_distance is None
                else float(min_distance) / grid.resolution)  # in pixels
-    values = _uncertainty(store, run, measure)
     classes = lazy.read_zarr(store.mosaic(run), "classification")
     threshold = None if min_uncertainty is None else min_uncertainty * UNCERTAINTY_SCALE
     tasks = uncertain_candidates(values, classes, n, spacing, threshold)
