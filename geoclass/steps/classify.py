@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def settings(config: Config) -> dict:
-    return {"classification": config.classification.model_dump(
-                mode="json", include={"boundary_fusion"}),
-            "probabilities": config.classification.needs_probabilities,
-            "chunk": config.dask.chunk_size, "fast": fast_path()}
+    options = config.classification
+    values = {"classification": options.model_dump(
+                  mode="json", include={"enable_probability_map", "boundary_fusion"}),
+              "chunk": config.dask.chunk_size, "fast": fast_path()}
+    if options.needs_probabilities and not options.enable_probability_map:
+        values["probabilities"] = True  # kept for the uncertainty maps or the smoothing
+    return values
 
 
 def outputs(config: Config, store: RunStore, record) -> list[Path]:
