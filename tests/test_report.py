@@ -18,6 +18,7 @@ from affine import Affine
 from scipy import stats as st
 
 from geoclass import report
+from geoclass.kernels.areas import area_adjusted_accuracy, combine_runs
 from geoclass.report import class_areas, class_colors, quicklook, write_report
 
 CLASSES = [
@@ -249,8 +250,6 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
 
 
 def _adjusted(codes: np.ndarray, confusion: list[list[int]]) -> dict:
-    from geoclass.kernels.areas import area_adjusted_accuracy
-
     counts = [int((codes == c["code"]).sum()) for c in CLASSES]
     return area_adjusted_accuracy(confusion, counts, [c["code"] for c in CLASSES],
                                   pixel_area=0.01)
@@ -280,7 +279,8 @@ def test_report_with_adjusted_areas_uncertainty_smoothing_and_samples(tmp_path):
                         area_source="map.tif, <the fusion>", area_design="a & b design",
                         uncertainty_path=uncertainty, uncertainty_measure="margin",
                         fusion_confusion=fused, smoothed=smoothed, sample_counts=counts,
-                        version="9.8.7")
+                        version="9.8.7", area_summary=combine_runs(
+                            [_adjusted(codes, cm) for cm in CONFUSIONS]))
     text = path.read_text(encoding="utf-8")
     parsed = _Dom()
     parsed.feed(text)
@@ -300,3 +300,9 @@ def test_report_with_adjusted_areas_uncertainty_smoothing_and_samples(tmp_path):
     assert "<td>100</td><td>7</td>" in text and "<td>101</td><td>8</td>" in text
     assert "<td>1002</td><td>302</td><td>2002</td><td>402</td>" in text
     assert "Crops &lt;maize&gt; $5" in text
+    summary = combine_runs([_adjusted(codes, cm) for cm in CONFUSIONS])
+    oa = summary["overall_accuracy"]
+    assert f"Over the 2 runs (mean ± 95 % CI, Student's t): area-weighted overall accuracy " \
+           f"{oa['mean']:.3f} ± {oa['ci95']:.3f}." in text
+    area = summary["per_class"][1]["area"]
+    assert f"<td>{area['mean']:.2f} ± {area['ci95']:.2f}</td>" in text

@@ -155,6 +155,15 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def _spread(figure: dict, digits: int = 3) -> str:
+    """'12.30 ± 1.20' from a mean / ci95 spread ('–' when missing)."""
+    if figure.get("mean") is None:
+        return "–"
+    if figure.get("ci95") is None:
+        return _num(figure["mean"], digits)
+    return f"{_num(figure['mean'], digits)} ± {_num(figure['ci95'], digits)}"
+
+
 def _adjusted_rows(adjusted: dict, names: dict, swatch: dict) -> list[dict]:
     rows = []
     for e in adjusted["per_class"]:
@@ -240,6 +249,15 @@ def _context(title, settings, classes, map_path, runs, summary, fusion, areas, w
              "oa_smoothed": _num(s["scores"].get("overall_accuracy")),
              "isolated": raw.get(s["run"], {}).get("isolated_pixels", "–"),
              "isolated_smoothed": s.get("isolated_pixels", "–")} for s in smoothed["runs"]]
+    over_runs = extra.get("area_summary")
+    if over_runs and over_runs.get("n_runs", 0) > 1:
+        context["area_runs"] = over_runs["n_runs"]
+        context["area_oa_runs"] = _spread(over_runs["overall_accuracy"])
+        context["areas_over_runs"] = [
+            {"code": int(e["code"]), "name": names.get(int(e["code"]), f"class {e['code']}"),
+             "color": swatch.get(int(e["code"]), "#808080"),
+             "area": _spread(e["area"], 2), "ua": _spread(e["users_accuracy"]),
+             "pa": _spread(e["producers_accuracy"])} for e in over_runs["per_class"]]
     counts = extra.get("sample_counts")
     if counts:
         context["sample_runs"] = counts["runs"]
@@ -256,7 +274,8 @@ def write_report(path: Path, *, title: str, settings: dict, classes: list[dict],
                  area_source: str | None = None, area_design: str | None = None,
                  uncertainty_path: Path | None = None, uncertainty_measure: str | None = None,
                  fusion_confusion: list | None = None, smoothed: dict | None = None,
-                 sample_counts: dict | None = None, version: str | None = None) -> Path:
+                 sample_counts: dict | None = None, version: str | None = None,
+                 area_summary: dict | None = None) -> Path:
     """Write the run's self-contained HTML report (inline CSS, base64 PNG figures) atomically,
     from the jinja2 template `page.html.j2`.
 
@@ -267,12 +286,14 @@ def write_report(path: Path, *, title: str, settings: dict, classes: list[dict],
     quicklook), fusion_confusion (the fused map's matrix), smoothed ({method, runs: [{run,
     scores, isolated_pixels}]}, `runs` holding the unsmoothed maps' isolated_pixels),
     sample_counts ({runs, per_class: [{code, learn: [per run], validation: [per run]}]}),
-    version (geoclass's)."""
+    version (geoclass's), area_summary (a `combine_runs` result: the runs' adjusted areas,
+    mean +- 95 % CI)."""
     extra = {"adjusted_areas": adjusted_areas, "area_unit": area_unit,
              "area_source": area_source, "area_design": area_design,
              "uncertainty_path": uncertainty_path, "uncertainty_measure": uncertainty_measure,
              "fusion_confusion": fusion_confusion, "smoothed": smoothed,
-             "sample_counts": sample_counts, "version": version}
+             "sample_counts": sample_counts, "version": version,
+             "area_summary": area_summary}
     page = TEMPLATES.get_template("page.html.j2").render(
         **_context(title, settings, classes, map_path, runs, summary, fusion, areas, warnings,
                    extra))

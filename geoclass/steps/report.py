@@ -111,6 +111,7 @@ def run(config: Config, store: RunStore, force: bool = False) -> Path:
         uncertainty_path=store.uncertainty_cog(uncertainty[0], 0) if uncertainty else None,
         uncertainty_measure=uncertainty[0] if uncertainty else None,
         fusion_confusion=fusion.get("confusion"), smoothed=metrics.get("smoothed"),
-        sample_counts=sample_counts(config, store, table.codes), version=geoclass_version())
+        sample_counts=sample_counts(config, store, table.codes), version=geoclass_version(),
+        area_summary=metrics["summary"].get("areas"))
     write_text_atomic(store.final / WARNINGS, "".join(f"{w}\n" for w in warnings))
     return page
