@@ -123,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(p)
     p.set_defaults(func="run")
 
+    p = sub.add_parser("suggest", help="the most uncertain locations of a run's map, for a "
+                       "user to label next (a GeoPackage of points; active learning)",
+                       description="Uncertainty sampling: the N most uncertain pixels of a "
+                       "run's map, spread apart and shared out between the predicted classes, "
+                       "as points (predicted class, uncertainty) in a GeoPackage. Runs the "
+                       "chain up to the maps first if needed; needs classification.uncertainty "
+                       "or classification.enable_probability_map.")
+    p.add_argument("config", type=Path, help=config_help)
+    p.add_argument("--n", type=int, default=200, help="number of locations (200)")
+    p.add_argument("--min-distance", type=float, help="smallest distance between two "
+                   "locations, in the map's units (metres; default 10 pixels)")
+    p.add_argument("--measure", choices=["entropy", "margin", "least"],
+                   help="uncertainty measure (default: the first of classification.uncertainty, "
+                   "else entropy)")
+    p.add_argument("--run", type=int, default=0, help="which run's map (0)")
+    p.add_argument("--min-uncertainty", type=float,
+                   help="leave out pixels less uncertain than this (0-1)")
+    p.add_argument("-o", "--output", type=Path, help="the GeoPackage to write (default "
+                   "output_path/final/SuggestedSamples_Seed_<run>.gpkg)")
+    _cluster_options(p)
+    p.set_defaults(func="suggest")
+
     p = sub.add_parser("demo", help="generate a scene and run the whole chain on it")
     p.add_argument("--out", type=Path, default=Path("geoclass-demo"),
                    help="folder of the scene and its outputs (default ./geoclass-demo)")

@@ -8,13 +8,15 @@ import logging
 import sys
 
 from geoclass.atomic import atomic_output
+from geoclass.cluster import dask_client
 from geoclass.io.configfile import load_config
 from geoclass.io.iota2.convert import convert_iota2, to_yaml
 from geoclass.io.iota2.parser import read_iota2
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps.check import check_inputs
-from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.report import read_warnings
+from geoclass.steps.suggest import suggest as suggest_locations
 from geoclass.store import RunStore
 from geoclass.testing.demo import demo_config
 from geoclass.testing.synth import synth
@@ -102,6 +104,18 @@ def classify(args) -> None:
     config, store = _run_up_to(args, "mosaic", force=("classify", "mosaic"))
     for path in final_maps(config, store):
         print(path)
+
+
+def suggest(args) -> None:
+    config = load_config(args.config)
+    with dask_client(config.dask, **_cluster(args)):
+        run_steps(config, until="mosaic")  # the maps, unless they are up to date
+        path, points = suggest_locations(
+            config, RunStore(config.chain.output_path), n=args.n,
+            min_distance=args.min_distance, measure=args.measure, run=args.run,
+            min_uncertainty=args.min_uncertainty, output=args.output)
+    print(f"{len(points)} locations to label ({points['measure'].iloc[0] if len(points) else ''}"
+          f" uncertainty, {points['name'].nunique()} predicted classes): {path}")
 
 
 def _print_outcome(config, metrics: dict) -> None:

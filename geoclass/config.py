@@ -334,10 +334,69 @@ class MergeRuns(_Section):
     dempstershafer_mob: Literal["precision", "recall", "accuracy", "kappa"] = "precision"
 
 
+class Smoothing(_Section):
+    """Spatial smoothing of each run's map into separate files: `bayes` smooths the class
+    probabilities (sits_smooth: `window_size`, `neigh_fraction`, `smoothness`, one value or
+    one per class by name or code) and labels each pixel by the highest smoothed one;
+    `majority` is a mode filter of the class map (OTB's ClassificationMapRegularization:
+    `radius`, `undecided_label`, `isolated_threshold`)."""
+
+    method: Literal["bayes", "majority"] | None = None
+    window_size: int = Field(default=9, ge=3)
+    neigh_fraction: float = Field(default=0.5, gt=0, le=1)
+    smoothness: float | dict[str, float] = 20.0
+    radius: int = Field(default=1, ge=1)
+    undecided_label: int | None = Field(default=None, ge=1)
+    isolated_threshold: int | None = Field(default=None, ge=1)
+
+    @field_validator("window_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"window_size must be odd, got {value}")
+        return value
+
+    @field_validator("smoothness")
+    @classmethod
+    def _positive(cls, value):
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(v <= 0 for v in values):
+            raise ValueError(f"smoothness must be positive, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_neighbours(self):
+        if self.method == "bayes" and self.neigh_fraction * self.window_size**2 < 2:
+            raise ValueError("neigh_fraction x window_size^2 must keep at least 2 neighbours")
+        return self
+
+
 class Classification(_Section):
     enable_probability_map: bool = False
     boundary_fusion: BoundaryFusion = BoundaryFusion()
     merge_final_classifications: MergeRuns = MergeRuns()
+    # per-pixel uncertainty maps (Uncertainty_<kind>_Seed_<run>.tif)
+    uncertainty: list[Literal["entropy", "margin", "least"]] = []
+    smoothing: Smoothing = Smoothing()
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("uncertainty")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"uncertainty lists a measure twice: {value}")
+        return value
+
+    @property
+    def needs_probabilities(self) -> bool:
+        """Whether the class probabilities are kept with the maps: for the probability COGs,
+        the uncertainty maps and the Bayesian smoothing (and `geoclass suggest`)."""
+        return (self.enable_probability_map or bool(self.uncertainty)
+                or self.smoothing.method == "bayes")
 
 
 class DaskOptions(_Section):

@@ -131,3 +131,14 @@ def test_classify_from_the_command_line_writes_the_final_maps(scene, capsys):
     assert code == 0 and "Classif_Seed_0.tif" in out
     with rasterio.open(scene.parent / "run" / "final" / "Classif_Seed_0.tif") as src:
         assert src.crs.to_epsg() == 32631 and src.colormap(1)
+
+
+def test_suggest_options():
+    from geoclass.cli import build_parser
+
+    args = build_parser().parse_args(["suggest", "c.yaml", "--n", "50", "--min-distance", "30",
+                                      "--measure", "least", "--run", "1"])
+    assert (args.func, args.n, args.min_distance, args.measure, args.run, args.output) == (
+        "suggest", 50, 30.0, "least", 1, None)
+    defaults = build_parser().parse_args(["suggest", "c.yaml"])
+    assert (defaults.n, defaults.min_distance, defaults.measure) == (200, None, None)
