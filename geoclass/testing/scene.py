@@ -205,8 +205,9 @@ def pixel_normals(seed: int, keys: tuple[int, ...], rows: np.ndarray,
     return u1.astype(np.float32)
 
 
-def tile_windows(size: int, step: int = WINDOW) -> list[Window]:
+def tile_windows(size: int, step: int | None = None) -> list[Window]:
     """The generation windows of a size x size tile, row by row (the last ones smaller)."""
+    step = step or WINDOW
     return [Window(c, r, min(step, size - c), min(step, size - r))
             for r in range(0, size, step) for c in range(0, size, step)]
 
@@ -563,6 +564,17 @@ class CloudField:
         clm[shadow] = SHADOW_BITS
         return Clouds(opacity, shadow, clm)
 
+    def full(self) -> Clouds:
+        """The clouds of the whole tile, by windows."""
+        size = self.size
+        out = Clouds(np.empty((size, size), np.float32), np.empty((size, size), bool),
+                     np.empty((size, size), np.uint8))
+        for window in tile_windows(size):
+            part = self.window(window)
+            for name in ("opacity", "shadow", "clm"):
+                getattr(out, name)[window.toslices()] = getattr(part, name)
+        return out
+
 
 def cloud_field(seed: int, tile: int, date: int, size: int, cover: float) -> CloudField | None:
     """Smoothed-noise cloud blobs and their shadows, flagged but for thin edges (~3 %)."""
@@ -593,15 +605,7 @@ def cloud_field(seed: int, tile: int, date: int, size: int, cover: float) -> Clo
 def clouds(seed: int, tile: int, date: int, size: int, cover: float) -> Clouds | None:
     """The clouds of the whole tile (opacity, shadow, CLM), by windows."""
     sky = cloud_field(seed, tile, date, size, cover)
-    if sky is None:
-        return None
-    out = Clouds(np.empty((size, size), np.float32), np.empty((size, size), bool),
-                 np.empty((size, size), np.uint8))
-    for window in tile_windows(size):
-        part = sky.window(window)
-        for name in ("opacity", "shadow", "clm"):
-            getattr(out, name)[window.toslices()] = getattr(part, name)
-    return out
+    return None if sky is None else sky.full()
 
 
 @dataclass(frozen=True)
