@@ -49,8 +49,10 @@ SETTINGS = dict(
                     "smoothing": {"method": "bayes"},
                     "merge_final_classifications": {"enable": True}},
 )
-# a scene whose pixels are noisy (30 % of the reflectance): salt-and-pepper maps
-NOISY_SCENE = dict(dates=12, classes=4, regions=1, noise=0.3)
+# a scene whose pixels are noisy (30 % of the reflectance): salt-and-pepper maps; 128 px tiles
+# so that each run has enough validation polygons (at 96 px a run can hold a handful, whose
+# accuracy then says little)
+NOISY_SCENE = dict(size=128, dates=12, classes=4, regions=1, noise=0.3)
 CLASS_MAPS = ["Classif_Seed_0.tif", "Classif_Seed_1.tif", "Classif_Smoothed_Seed_0.tif",
               "Classif_Smoothed_Seed_1.tif", "Classifications_fusion.tif"]
 
