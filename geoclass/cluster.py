@@ -10,13 +10,14 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
+from pathlib import Path
 
 import dask
-from distributed import Client, KilledWorker, LocalCluster, get_client, progress
+from distributed import Client, KilledWorker, LocalCluster, Security, get_client, progress
 from distributed.diagnostics.progressbar import ProgressBar
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from geoclass.config import DaskOptions
+from geoclass.config import DaskOptions, DaskSecurity
 from geoclass.errors import ClusterError
 from geoclass.logs import CONSOLE, current_step
 from geoclass.memory import Watch
@@ -121,6 +122,71 @@ def _quiet_distributed() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+LOOPBACK = ("127.", "localhost", "::1", "[::1]")
+
+
+def is_local_only(address: str | None) -> bool:
+    """Whether a host or `host:port` address listens on this machine's loopback only (":8787"
+    and "0.0.0.0" listen on every interface)."""
+    if address is None:
+        return True  # nothing listens
+    host = address.split("://")[-1]
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    return host.startswith(LOOPBACK)
+
+
+def make_security(setting: str | DaskSecurity | None) -> Security | None:
+    """The distributed.Security of `dask.security` / `--security`: None (no TLS), "temporary"
+    (a self-signed certificate and key made now, in memory), or certificate files (one
+    certificate for the client, the scheduler and the workers)."""
+    if setting is None:
+        return None
+    if setting == "temporary":
+        try:
+            return Security.temporary()
+        except ImportError:
+            raise ClusterError("--security temporary makes a self-signed certificate with the "
+                               "cryptography package: pip install cryptography") from None
+    missing = [f"dask.security.{name}: no such file: {path}"
+               for name in ("ca_file", "cert", "key")
+               if (path := getattr(setting, name)) is not None and not Path(path).is_file()]
+    if missing:
+        raise ClusterError("; ".join(missing))
+    cert, key = str(setting.cert), str(setting.key) if setting.key else None
+    return Security(tls_ca_file=str(setting.ca_file), require_encryption=True,
+                    tls_client_cert=cert, tls_client_key=key,
+                    tls_scheduler_cert=cert, tls_scheduler_key=key,
+                    tls_worker_cert=cert, tls_worker_key=key)
+
+
+def _connect(address: str, setting) -> Client:
+    """A client of the scheduler at `address`, with the certificates of `setting` (else those
+    of dask's own configuration, distributed.comm.tls)."""
+    if setting == "temporary":
+        raise ClusterError("--security temporary secures the LocalCluster geoclass starts; "
+                           f"to reach the scheduler at {address}, give the certificates it "
+                           "trusts (--security FILE, or dask.security in the configuration)")
+    security = make_security(setting)
+    tls = address.startswith("tls://")
+    if security is not None and not tls:
+        raise ClusterError(f"certificates were given (--security / dask.security) but the "
+                           f"scheduler address {address} is not tls://: use its tls:// "
+                           "address")
+    if tls and security is None:
+        security = Security()  # dask's configuration (distributed.comm.tls.*), if any
+        if not security.tls_ca_file:
+            raise ClusterError(f"the scheduler at {address} speaks TLS: give its "
+                               "certificates with --security FILE (or dask.security in the "
+                               "configuration)")
+    try:
+        return Client(address, timeout="15s", security=security)
+    except (OSError, TimeoutError) as err:
+        hint = ("; is this client's certificate one it trusts (same ca_file)?" if tls else
+                "")
+        raise ClusterError(f"cannot reach the dask scheduler at {address}: {err}{hint}") \
+            from None
+
+
 @contextmanager
 def dask_client(
     options: DaskOptions | None = None,
@@ -129,17 +195,20 @@ def dask_client(
     threads_per_worker: int | None = None,
     memory_limit: str | None = None,
     processes: bool = True,
+    host: str | None = None,
+    dashboard_address: str | None = None,
+    security: str | DaskSecurity | None = None,
 ) -> Iterator[Client]:
     """Yield a client: connected to `scheduler` (or the config's `dask.scheduler`) when given,
-    starting nothing; else to a new LocalCluster that is closed on exit. Command-line values
-    win over the config's."""
+    starting nothing; else to a new LocalCluster that is closed on exit, listening on `host`
+    (default 127.0.0.1: this machine only), its dashboard on `dashboard_address` ("none": no
+    dashboard). `security`: TLS with client certificates ("temporary", or a DaskSecurity).
+    Command-line values win over the config's."""
     options = options or DaskOptions()
+    setting = security or options.security
     address = scheduler or options.scheduler
     if address:
-        try:
-            client = Client(address, timeout="15s")
-        except (OSError, TimeoutError) as err:
-            raise ClusterError(f"cannot reach the dask scheduler at {address}: {err}") from None
+        client = _connect(address, setting)
         log.info("connected to dask scheduler %s (dashboard: %s)", address, client.dashboard_link)
         try:
             yield client
@@ -149,19 +218,33 @@ def dask_client(
     n_workers, threads = local_cluster_size(
         workers or options.workers, threads_per_worker or options.threads_per_worker
     )
+    host = host or options.host
+    dashboard = options.dashboard_address if dashboard_address is None else dashboard_address
+    dashboard = None if dashboard in ("", "none", "None") else dashboard
+    secure = make_security(setting)
+    if not secure and not is_local_only(host):
+        log.warning("the LocalCluster listens on %s without TLS: anyone who can reach it can "
+                    "run code as you (add --security temporary)", host)
+    if not is_local_only(dashboard):
+        log.warning("the dask dashboard listens on %s: anyone who can reach it sees the "
+                    "cluster's work", dashboard)
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads,
         memory_limit=memory_limit or options.memory_limit or "auto",
         processes=processes,
-        dashboard_address=":0",
+        host=host if processes or secure else None,  # threads alone talk in-process
+        dashboard_address=dashboard,
+        security=secure,
+        protocol="tls://" if secure else None,
         silence_logs=logging.CRITICAL,  # task errors reach the client, which says them once
     )
     client = Client(cluster)
     _quiet_distributed()
     log.info(
-        "LocalCluster: %d worker(s) x %d thread(s); dashboard: %s",
-        n_workers, threads, client.dashboard_link,
+        "LocalCluster: %d worker(s) x %d thread(s) at %s%s; dashboard: %s",
+        n_workers, threads, cluster.scheduler_address, " (TLS)" if secure else "",
+        client.dashboard_link if dashboard else "none",
     )
     try:
         yield client
