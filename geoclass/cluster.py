@@ -182,7 +182,7 @@ def _connect(address: str, setting) -> Client:
         return Client(address, timeout="15s", security=security)
     except (OSError, TimeoutError) as err:
         hint = ("; is this client's certificate one it trusts (same ca_file)?" if tls else
-                "")
+                "; if it speaks TLS, give its tls:// address and --security")
         raise ClusterError(f"cannot reach the dask scheduler at {address}: {err}{hint}") \
             from None
 
