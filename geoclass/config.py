@@ -339,6 +339,9 @@ class DaskOptions(_Section):
     # TLS with client certificates: "temporary" (a self-signed certificate made for the
     # LocalCluster, held in memory) or the certificates of a real cluster
     security: Literal["temporary"] | DaskSecurity | None = None
+    # the LocalCluster's worker processes are forked from a process that has loaded geoclass
+    # once (they start at once); false: each one starts a new Python (dask's spawn)
+    fork_workers: bool = True
 
 
 def parse_security(value: str | Path) -> Literal["temporary"] | DaskSecurity:

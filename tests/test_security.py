@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 
 import pytest
 import yaml
@@ -55,6 +56,11 @@ def test_the_local_cluster_and_its_dashboard_listen_on_localhost_only(caplog):
         assert all(a.startswith("tcp://127.0.0.1:") for a in client.scheduler_info()["workers"])
         assert "127.0.0.1" in client.dashboard_link
         assert _listening_hosts(cluster) == {"127.0.0.1"}
+        # the workers were forked with geoclass's task modules loaded, and end quickly
+        loaded = client.run(lambda: "geoclass.views.maps" in sys.modules)
+        assert set(loaded.values()) == {True}
+        plugins = client.run(lambda dask_worker: list(dask_worker.plugins))
+        assert all("geoclass-quick-exit" in names for names in plugins.values())
     # opened deliberately: said on the console
     with caplog.at_level(logging.WARNING, logger="geoclass"), \
             dask_client(DaskOptions(dashboard_address=":0"), workers=1, threads_per_worker=1,
