@@ -176,3 +176,14 @@ def test_force_redoes_the_steps_own_work_and_nothing_before_it(classified, comma
     assert [p for p, t in own.items() if again[p] == t] == []  # every file rewritten
     assert _stamps(run, earlier) == kept
     capsys.readouterr()
+
+
+def test_a_command_with_nothing_to_do_starts_no_cluster(classified, capsys):
+    config, _ = classified
+    capsys.readouterr()
+    assert main(["classify", str(config)]) == 0  # no --scheduler: a LocalCluster if needed
+    out, err = capsys.readouterr()
+    for step in ("cubes", "samples", "train", "classify", "mosaic"):
+        assert f"{step}: up to date" in out + err, step
+    assert "LocalCluster" not in out + err
+    assert "Classif_Seed_0.tif" in out
