@@ -4,7 +4,6 @@ errors answer before the heavy libraries are imported)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from geoclass.atomic import atomic_output
@@ -24,13 +23,21 @@ from geoclass.testing.synth import synth
 
 def _cluster(args) -> dict:
     return {"scheduler": args.scheduler, "workers": args.workers,
-            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
+            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit,
+            "host": args.host, "dashboard_address": args.dashboard_address,
+            "security": args.security}
+
+
+def _config(args):
+    """The command's configuration: read by cli.main already (`args.loaded`), else here."""
+    loaded = getattr(args, "loaded", None)
+    return loaded if loaded is not None else load_config(args.config)
 
 
 def _run_up_to(args, step: str, force: tuple[str, ...] = ()):
     """Run the chain up to `step` (the checks first, then the cluster); `--force` redoes
     `force` (default: `step`). Returns the config and its run store."""
-    config = load_config(args.config)
+    config = _config(args)
     redo = (force or (step,)) if args.force else ()
     run_steps(config, until=step, force=redo, cluster=_cluster(args))
     return config, RunStore(config.chain.output_path)
@@ -54,13 +61,7 @@ def cube(args) -> None:
 
 
 def check(args) -> int:
-    quiet = logging.getLogger("geoclass.io.iota2.convert")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # an iota2 file's warnings are printed below instead
-    try:
-        config = load_config(args.config)
-    finally:
-        quiet.setLevel(level)
+    config = _config(args)  # cli.main kept an iota2 file's warnings for below
     for warning in config._import_warnings:
         print(f"warning: {warning}")
     report = check_inputs(config)
@@ -141,7 +142,7 @@ def _print_outcome(config, metrics: dict) -> None:
 
 
 def run(args) -> None:
-    config = load_config(args.config)
+    config = _config(args)
     metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
                         overwrite=args.overwrite, cluster=_cluster(args))
     _print_outcome(config, metrics)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -399,6 +400,24 @@ class Classification(_Section):
                 or self.smoothing.method == "bayes")
 
 
+class DaskSecurity(_Section):
+    """TLS for the dask comms (`dask.security`, or the YAML file `--security` names): every
+    connection is encrypted, and both ends must hold a certificate signed by `ca_file` (a
+    client without one is refused). `cert` serves every role (client, scheduler, workers);
+    `key`: its private key, unless it is inside `cert`."""
+
+    ca_file: Path
+    cert: Path
+    key: Path | None = None
+
+    def resolved(self, base_dir: Path) -> DaskSecurity:
+        """The same, relative paths read from `base_dir`."""
+        return self.model_copy(update={
+            name: (base_dir / value).resolve()
+            for name in ("ca_file", "cert", "key")
+            if (value := getattr(self, name)) is not None and not value.is_absolute()})
+
+
 class DaskOptions(_Section):
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -407,6 +426,37 @@ class DaskOptions(_Section):
     chunk_size: int = Field(default=512, ge=16)
     # seconds during which every worker may stay paused (out of memory) before a step stops
     stall_timeout: float = Field(default=120, gt=0)
+    # where the embedded LocalCluster's scheduler and workers listen (this machine only)
+    host: str = "127.0.0.1"
+    # its dashboard: this machine only, any free port; ":8787" opens it on every interface,
+    # null turns it off
+    dashboard_address: str | None = "127.0.0.1:0"
+    # TLS with client certificates: "temporary" (a self-signed certificate made for the
+    # LocalCluster, held in memory) or the certificates of a real cluster
+    security: Literal["temporary"] | DaskSecurity | None = None
+    # the LocalCluster's worker processes are forked from a process that has loaded geoclass
+    # once (they start at once); false: each one starts a new Python (dask's spawn)
+    fork_workers: bool = True
+
+
+def parse_security(value: str | Path) -> Literal["temporary"] | DaskSecurity:
+    """`--security`: "temporary", or a YAML file holding `ca_file`, `cert` and `key` (relative
+    paths read from the file's folder)."""
+    if str(value) == "temporary":
+        return "temporary"
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"--security {value}: no such file; give 'temporary' or a YAML file "
+                          "with ca_file, cert and key (the paths of the cluster's TLS "
+                          "certificates)")
+    try:
+        data = yaml.safe_load(path.read_text())
+        security = DaskSecurity.model_validate(data)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
+    return security.resolved(path.resolve().parent)
 
 
 class Config(_Section):
@@ -494,4 +544,6 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>", hint=None) 
     external = config.chain.external_samples
     if external is not None and not external.path.is_absolute():
         external.path = (base_dir / external.path).resolve()
+    if isinstance(config.dask.security, DaskSecurity):
+        config.dask.security = config.dask.security.resolved(base_dir)
     return config

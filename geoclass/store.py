@@ -214,6 +214,14 @@ class RunStore:
         return Models({(m["region"], m["run"]): self.root / m["file"] for m in entries},
                       {(m["region"], m["run"]): m["sha256"] for m in entries})
 
+    def recorded_sha256(self, path: str | Path) -> str | None:
+        """The SHA-256 the train step recorded for the model file `path` (None when it is not
+        one of the models of this run's manifest)."""
+        entries = ((self.manifest("train") or {}).get("record") or {}).get("models", [])
+        target = Path(path).resolve()
+        return next((m["sha256"] for m in entries
+                     if (self.root / m["file"]).resolve() == target), None)
+
     def item_stamp(self, step: str, key: str) -> str | None:
         """The stamp of one item (e.g. one tile's cube) of a step, written once it is done."""
         path = self.root / "manifests" / step / f"{key}.json"
