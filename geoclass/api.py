@@ -9,17 +9,28 @@ from the run store. `classify_cube` needs neither a config nor an output folder:
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import xarray as xr
 
 from geoclass import lazy
 from geoclass.config import Config
+from geoclass.models.fitting import dask_table
 from geoclass.models.trained import TrainedModel, load_model
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps import classify as classify_step
 from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.samples import read_samples as _read_samples
 from geoclass.steps.suggest import suggest as suggest_locations
-from geoclass.store import Accuracy, Cubes, Maps, Models, RunStore, Samples, TileMaps
+from geoclass.store import (
+    SAMPLE_META,
+    Accuracy,
+    Cubes,
+    Maps,
+    Models,
+    RunStore,
+    Samples,
+    TileMaps,
+)
 from geoclass.views.cube import open_cube, open_cubes
 from geoclass.views.maps import classify_features, fusion_options
 
@@ -68,6 +79,31 @@ def sample(config: Config, force: bool = False) -> Samples:
 def read_samples(config: Config, run: int, kind: str = "learn"):
     """The `learn` or `validation` samples of a run (a pandas DataFrame)."""
     return _read_samples(_store(config), run, kind)
+
+
+def learn_table(config: Config, region: int, run: int = 0):
+    """The learning table of (region, run) as lazy dask arrays (X, codes, polygon ids), one
+    block per parquet row group, read on the workers when computed."""
+    store = _store(config)
+    parts = store.learn_parts(run)
+    if region not in parts:
+        raise KeyError(f"no learning table for region {region} of run {run} "
+                       f"(regions with one: {sorted(parts)})")
+    names = pq.read_schema(parts[region]).names
+    return dask_table(parts[region], [n for n in names if n not in SAMPLE_META])
+
+
+def predict_table(model, X, proba: bool = False):
+    """Lazy predictions (class codes, or probabilities with `proba`) of a dask array of
+    samples (n, features), block by block on the cluster, with dask-ml's ParallelPostFit:
+    any fitted estimator (or TrainedModel, or model file), nothing gathered on the driver."""
+    from dask_ml.wrappers import ParallelPostFit  # dask-ml loads on use
+
+    if not isinstance(model, TrainedModel) and not hasattr(model, "predict"):
+        model = load_model(model)
+    estimator = model.estimator if isinstance(model, TrainedModel) else model
+    wrapped = ParallelPostFit(estimator=estimator)
+    return wrapped.predict_proba(X) if proba else wrapped.predict(X)
 
 
 def train(config: Config, force: bool = False) -> Models:

@@ -28,11 +28,13 @@ def window_of(block_info) -> Window:
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _call(*blocks, kernel, window, index=False, block_info=None, **kwargs):
+def _call(*blocks, kernel, window, index=False, keep=0, block_info=None, **kwargs):
     if window:
         kwargs["window"] = window_of(block_info)
     if index:
         kwargs["block"] = tuple(block_info[None]["chunk-location"][-2:])
+    if keep:  # the kernel sees the blocks as they are; its result gets `keep` new axes
+        return kernel(*blocks, **kwargs)[(None,) * keep]
     return kernel(*blocks, **kwargs)
 
 
@@ -58,13 +60,28 @@ def map_yx(func: Callable, *arrays, lead: tuple[int, ...], dtype, window: bool =
     Blocks are computed where they are consumed: a chain of map_yx calls is one task per
     block."""
     first = arrays[0]
-    out_ndim = len(lead) + 2
-    drop = list(range(first.ndim - out_ndim)) if first.ndim > out_ndim else None
-    new = list(range(out_ndim - first.ndim)) if out_ndim > first.ndim else None
     chunks = tuple((n,) for n in lead) + tuple(chunks or first.chunks[-2:])
-    return da.map_blocks(_call, *arrays, kernel=func, window=window, index=index,
-                         drop_axis=drop, new_axis=new, chunks=chunks, dtype=dtype, name=name,
-                         meta=np.empty((0,) * out_ndim, dtype), **kwargs)
+    return _per_block(arrays, chunks, dtype, name, kernel=func, window=window, index=index,
+                      **kwargs)
+
+
+def _per_block(arrays, chunks: tuple, dtype, name: str | None = None, **kwargs) -> da.Array:
+    """`_call` on the blocks (i, j) of `arrays`, giving blocks of `chunks`. Leading axes of
+    the first array that the result drops (each one block) are kept as length-1 axes and
+    indexed away afterwards: dask's drop_axis would concatenate (copy) the blocks it drops,
+    even a single one (120 MB per block of a 24-date cube)."""
+    first, out_ndim = arrays[0], len(chunks)
+    extra = first.ndim - out_ndim
+    if extra > 0 and all(n == 1 for n in first.numblocks[:extra]):
+        kept = da.map_blocks(_call, *arrays, keep=extra, chunks=((1,),) * extra + chunks,
+                             dtype=dtype, name=name, meta=np.empty((0,) * first.ndim, dtype),
+                             **kwargs)
+        return kept[(0,) * extra]
+    drop = list(range(extra)) if extra > 0 else None
+    new = list(range(-extra)) if extra < 0 else None
+    return da.map_blocks(_call, *arrays, drop_axis=drop, new_axis=new, chunks=chunks,
+                         dtype=dtype, name=name, meta=np.empty((0,) * out_ndim, dtype),
+                         **kwargs)
 
 
 def map_overlap(func: Callable, *arrays, depth: int, boundary, lead: tuple[int, ...] | None,
@@ -75,12 +92,8 @@ def map_overlap(func: Callable, *arrays, depth: int, boundary, lead: tuple[int, 
     padded = [overlap(a, depth, boundary) for a in arrays]
     first = arrays[0]
     lead = lead if lead is not None else first.shape[:-2]
-    out_ndim = len(lead) + 2
-    drop = list(range(first.ndim - out_ndim)) if first.ndim > out_ndim else None
-    new = list(range(out_ndim - first.ndim)) if out_ndim > first.ndim else None
-    return da.map_blocks(_call, *padded, kernel=func, window=False, drop_axis=drop, new_axis=new,
-                         chunks=tuple((n,) for n in lead) + first.chunks[-2:], dtype=dtype,
-                         meta=np.empty((0,) * out_ndim, dtype), **kwargs)
+    return _per_block(padded, tuple((n,) for n in lead) + first.chunks[-2:], dtype,
+                      kernel=func, window=False, **kwargs)
 
 
 def block_sums(func: Callable, array: da.Array, size: int, dtype=np.int64,

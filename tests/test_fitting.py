@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
-from geoclass.api import read_samples, sample
+from geoclass.api import learn_table, predict_table, read_samples, sample
 from geoclass.config import Models
 from geoclass.kernels import fastboost
 from geoclass.models import fitting
@@ -139,6 +139,10 @@ def test_learning_tables_are_one_file_per_region_and_run(scene_template, tmp_pat
         assert list(whole.columns[:len(SAMPLE_META)]) == SAMPLE_META
         validation = read_samples(config, run, "validation")
         assert list(validation.columns) == SAMPLE_META  # no feature in the driver's table
+        x, codes, pieces_ = learn_table(config, 2, run)  # lazy, as the train step reads it
+        frame = pd.read_parquet(parts[2])
+        np.testing.assert_array_equal(codes.compute(), frame["code"])
+        np.testing.assert_array_equal(x.compute()[:, 0], frame[frame.columns[len(SAMPLE_META)]])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lightgbm") is None,
@@ -152,3 +156,20 @@ def test_lightgbm_dask_interface(table, two_workers):
     assert (fitted.predict(x) == y).mean() > 0.8
     np.testing.assert_allclose(fastboost.predict_proba(fastboost.compile_boosting(fitted), x),
                                fitted.predict_proba(x), atol=1e-5)
+
+
+def test_predict_table_runs_block_by_block_on_the_cluster(table, two_workers):
+    """api.predict_table (dask-ml's ParallelPostFit): the estimator's own predictions of a
+    lazy table, one task per row group, on the workers."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, _ = fitting.read_table(table, FEATURES)
+    fitted = LogisticRegression(max_iter=500).fit(x, y)
+    dx, _, _ = fitting.dask_table(table, FEATURES)
+    labels, proba = predict_table(fitted, dx), predict_table(fitted, dx, proba=True)
+    assert labels.numblocks[0] == 5  # lazy, one block per row group
+    with get_task_stream(client=two_workers) as stream:
+        got = labels.compute()
+    assert len({t["worker"] for t in stream.data}) >= 1 and len(stream.data) >= 5
+    np.testing.assert_array_equal(got, fitted.predict(x))
+    np.testing.assert_allclose(proba.compute(), fitted.predict_proba(x), rtol=1e-6)

@@ -18,9 +18,10 @@ from geoclass.views.sources import sensor_dates, tile_sources
 
 log = logging.getLogger(__name__)
 
-# zstd with bit-shuffling: the smallest of the measured codecs for noisy int16 reflectances
-# at a write speed well above the read floor (benchmarks/bench_cube.py, RESULTS.md)
-COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.BITSHUFFLE)
+# lz4 with bit-shuffling: on int16 reflectances 5 % bigger than zstd-1 (both well under the
+# deflate inputs) and compressing 2.3x faster, which the cube build needs to stay near the
+# read floor (benchmarks/bench_cube.py --codecs, RESULTS.md issue 13)
+COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 
 
 def cube_settings(config: Config, dates) -> dict:

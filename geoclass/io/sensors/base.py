@@ -260,7 +260,9 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
     the date's)."""
     h, w = int(window.height), int(window.width)
     dtype = np.dtype(encoding.dtype)
-    out = np.full((len(series.dates), len(series.band_names), h, w), encoding.sentinel, dtype)
+    # every date is written below: filled where read, the sentinel where nothing was
+    # (np.copyto with a broadcast mask: a boolean-indexed copy costs several times more)
+    out = np.empty((len(series.dates), len(series.band_names), h, w), dtype)
     for t, group in enumerate(series.by_date()):
         missing = np.ones((h, w), bool)
         for acq in group:
@@ -273,10 +275,11 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
                 stored = (physical - encoding.offset[t][:, None, None]) / \
                     encoding.scale[t][:, None, None]
                 raw = (stored if dtype.kind == "f" else np.rint(stored)).astype(dtype)
-            out[t][:, take] = raw[:, take]
+            np.copyto(out[t], raw, where=take)
             missing &= ~take
             if not missing.any():
                 break
+        np.copyto(out[t], np.asarray(encoding.sentinel, dtype), where=missing)
     return out
 
 
