@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
+from geoclass.io.handles import open_raster
 from geoclass.kernels.timeseries import decode_block
 
 # "nonzero": any non-zero value is invalid; "bit0": bit 0 set is invalid; a tuple of integers:
@@ -118,7 +119,7 @@ def read_window(
 
     A raster already on the grid is read directly; any other (another resolution, extent or
     CRS) is warped on the fly through a GDAL WarpedVRT, only over the window asked for."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         if _on_grid(src, grid):
             return src.read(indexes, window=window)
         nodata = src.nodata if src.nodata is not None else None
@@ -148,7 +149,7 @@ def read_masked_window(
     Invalid: the file's own nodata value, `src_nodata` (for files that do not declare theirs),
     and, for a warped file, every pixel outside its footprint (the warp's alpha band), so that
     no fill value is ever taken for data. Resampling never mixes nodata into valid pixels."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         nodata = src.nodata if src.nodata is not None else src_nodata
         if _on_grid(src, grid):
             values = src.read(indexes, window=window)
