@@ -26,7 +26,12 @@ from geoclass.pipeline import run_steps
 from geoclass.store import RunStore
 from geoclass.testing.synth import synth
 from geoclass.views.cube import grid_of_cube, open_cube
-from geoclass.views.maps import classify_features, classify_tile, tile_regions
+from geoclass.views.maps import (
+    classify_features,
+    classify_tile,
+    region_polygons,
+    tile_regions,
+)
 
 MiB = 2**20
 
@@ -59,7 +64,7 @@ def main() -> None:
         refs = {region: (path, models.sha256[(region, run)])
                 for (region, run), path in models.items() if run == 0}
         codes = store.class_table().codes
-        regions = tile_regions(config.chain.region_path, config.chain.region_field, grid)
+        regions = tile_regions(region_polygons(config.chain, {tile: grid}), grid)
         stored = folder / "feature_cube.zarr"
         if not stored.exists():
             codec = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
