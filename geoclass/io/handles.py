@@ -20,6 +20,12 @@ import rasterio
 
 _LOCAL = threading.local()
 
+# GDAL keeps the blocks of open datasets in a per-process cache of 5 % of the RAM by default
+# (1.2 GB measured per worker with the datasets kept open): a block is read once per window
+# here, so a small cache loses nothing and keeps a worker's memory bound by its chunks. Set
+# before GDAL's first read in the process (a user's own setting wins).
+os.environ.setdefault("GDAL_CACHEMAX", "64")
+
 
 def _capacity() -> int:
     """Open datasets a thread may keep: a share of the file descriptors this process may
