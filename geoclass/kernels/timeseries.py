@@ -43,7 +43,7 @@ def decode_block(raw: np.ndarray, scale: np.ndarray, offset: np.ndarray, sentine
     out += offset.astype(np.float32)[:, :, None, None]
     if db_input:
         out = np.power(np.float32(10), out / np.float32(10), dtype=np.float32)
-    out[np.broadcast_to(missing[:, None], out.shape)] = np.nan
+    np.copyto(out, np.float32(np.nan), where=missing[:, None])  # a broadcast mask: no copy
     return out
 
 
@@ -201,15 +201,19 @@ def features_block(
 ) -> np.ndarray:
     """(G, B, Y, X) gap-filled block -> float32 (F, Y, X): every band over the dates (in dB
     with `db`), then every index over the dates (the order of `feature_names`)."""
-    parts = []
-    n_dates, _, height, width = filled.shape
+    n_dates, n_bands, height, width = filled.shape
+    n_refl = n_bands * n_dates if keep_reflectances else 0
+    # written in place into the one output block (no concatenation of the parts)
+    out = np.empty((n_refl + len(indices) * n_dates, height, width), np.float32)
     if keep_reflectances:
         bands = to_db(filled) if db else filled
-        parts.append(bands.transpose(1, 0, 2, 3).reshape(-1, height, width))
+        np.copyto(out[:n_refl].reshape(n_bands, n_dates, height, width),
+                  bands.transpose(1, 0, 2, 3))
     if indices:
         idx = indices_block(filled, band_names, index_bands, indices)
-        parts.append(idx.transpose(1, 0, 2, 3).reshape(-1, height, width))
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+        np.copyto(out[n_refl:].reshape(len(indices), n_dates, height, width),
+                  idx.transpose(1, 0, 2, 3))
+    return out
 
 
 def feature_names(
