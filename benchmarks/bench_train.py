@@ -117,7 +117,8 @@ def main() -> None:
                   f"{time.perf_counter() - start:.0f} s ({path.stat().st_size / MiB:.0f} MiB)")
         config = Config.model_validate({"chain": {"output_path": str(store.root),
                                                   "list_tile": ["T00AAA"]},
-                                        "models": {"params": {"n_estimators": args.trees}}})
+                                        "models": {"params": {"n_estimators": args.trees,
+                                                               "min_samples_leaf": 5}}})
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           memory_limit=args.memory_limit, dashboard_address="127.0.0.1:0") \
                 as cluster, Client(cluster) as client:

@@ -186,7 +186,10 @@ def check_workers(client, chunk: int, shape: CubeShape) -> None:
 def fit_bytes(rows: int, features: int, params: dict) -> int:
     """Peak bytes of fitting one model on `rows` x `features` samples: the float32 table and
     the copies estimators make of it, plus, for forests, their nodes (about 150 bytes each,
-    two per leaf, a leaf per `min_samples_leaf` samples, capped by `max_depth`)."""
+    two per leaf, a leaf per `min_samples_leaf` samples, capped by `max_depth`). A forest
+    reads the table once (models.fitting.read_table: the table and one row group) and its
+    trees index it without copying (bootstrap draws are sample weights): 1.5 tables; other
+    estimators are counted at 3 tables (scaling, float64 or Fortran-ordered copies)."""
     table = rows * features * 4
     trees = int(params.get("n_estimators") or 0)
     if not trees:
@@ -195,7 +198,7 @@ def fit_bytes(rows: int, features: int, params: dict) -> int:
     depth = params.get("max_depth")
     if depth:
         leaves = min(leaves, 2.0 ** int(depth))
-    return int(3 * table + trees * 2 * leaves * 150)
+    return int(1.5 * table + trees * 2 * leaves * 150)
 
 
 def fit_problem_of(rows: int, features: int, params: dict, limit: int, footprint: int,
