@@ -15,6 +15,7 @@ import yaml
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.report import figures
 from geoclass.report.figures import class_colors
@@ -81,7 +82,7 @@ def _pixel_area_ha(src: rasterio.DatasetReader) -> float:
 def class_areas(map_path: Path, codes: list[int]) -> dict[int, float]:
     """Hectares of each class code in a classification map, read window by window."""
     totals = dict.fromkeys((int(c) for c in codes), 0)
-    with rasterio.open(map_path) as src:
+    with fs.open_raster(map_path, fresh=True) as src:
         pixel_ha = _pixel_area_ha(src)
         for window in _windows(src, WINDOW_SIDE):
             for value, count in _count_values(src.read(1, window=window)).items():
@@ -92,7 +93,7 @@ def class_areas(map_path: Path, codes: list[int]) -> dict[int, float]:
 
 def quicklook(map_path: Path, max_side: int = QUICKLOOK_SIDE) -> tuple[np.ndarray, int | None]:
     """A decimated copy of the map (overviews used when present) and its nodata value."""
-    with rasterio.open(map_path) as src:
+    with fs.open_raster(map_path, fresh=True) as src:
         scale = min(1.0, max_side / max(src.height, src.width))
         shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
         data = src.read(1, out_shape=shape, resampling=Resampling.nearest)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geoclass import fs
 from geoclass.atomic import atomic_output, write_text_atomic
 from geoclass.config import Config
 from geoclass.kernels.scores import (
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def _samples(store: RunStore, run: int) -> pd.DataFrame:
-    return pd.read_parquet(store.samples(run, "validation"))
+    return fs.read_parquet(store.samples(run, "validation"))
 
 
 def _fusion_samples(store: RunStore, runs: int) -> tuple[pd.DataFrame, str]:

@@ -9,10 +9,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from rasterio.warp import Resampling
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.classes import ClassTable
 from geoclass.config import Config
 from geoclass.grid import TileGrid, crs_label
@@ -148,7 +147,7 @@ def run_confusion(config: Config, store: RunStore, run: int | str, grid: TileGri
                   grids: dict[str, TileGrid], table: ClassTable,
                   samples_run: int | None = None) -> np.ndarray:
     """The confusion matrix of a mosaic against the validation pixels of `samples_run`."""
-    samples = pd.read_parquet(store.samples(run if samples_run is None else samples_run,
+    samples = fs.read_parquet(store.samples(run if samples_run is None else samples_run,
                                             "validation"))
     predicted = map_values_at(store.mosaic(run), grid, samples,
                               {t: g.crs for t, g in grids.items()})

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.kernels.timeseries import decode_block
@@ -98,8 +97,9 @@ class SensorSeries:
 def left_out(tile_dir, read: set[str], kind: str) -> tuple[str, ...]:
     """The folders of `tile_dir` a reader did not take (not named `read`): a note each, so
     that no product is dropped in silence (a name without a parseable date, another tile)."""
+    folder = fs.as_path(tile_dir)
     return tuple(f"{p.name}: left out, not a {kind} product name of this tile with a date"
-                 for p in sorted(Path(tile_dir).iterdir()) if p.is_dir() and p.name not in read)
+                 for p in sorted(folder.iterdir()) if p.is_dir() and p.name not in read)
 
 
 def _on_grid(src, grid: TileGrid) -> bool:
@@ -118,7 +118,7 @@ def read_window(
 
     A raster already on the grid is read directly; any other (another resolution, extent or
     CRS) is warped on the fly through a GDAL WarpedVRT, only over the window asked for."""
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         if _on_grid(src, grid):
             return src.read(indexes, window=window)
         nodata = src.nodata if src.nodata is not None else None
@@ -148,7 +148,7 @@ def read_masked_window(
     Invalid: the file's own nodata value, `src_nodata` (for files that do not declare theirs),
     and, for a warped file, every pixel outside its footprint (the warp's alpha band), so that
     no fill value is ever taken for data. Resampling never mixes nodata into valid pixels."""
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         nodata = src.nodata if src.nodata is not None else src_nodata
         if _on_grid(src, grid):
             values = src.read(indexes, window=window)
@@ -243,7 +243,7 @@ def encoding_of(series: SensorSeries, dtype=None) -> Encoding:
     if dtype is None:
         types = []
         for path in dict.fromkeys(ref.path for ref in series.acquisitions[0].bands):
-            with rasterio.open(path) as src:
+            with fs.open_raster(path) as src:
                 types += list(src.dtypes)
         dtype = np.result_type(*types)
     pairs = [_conversion(series, group[0]) for group in series.by_date()]
