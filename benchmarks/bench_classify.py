@@ -160,7 +160,7 @@ def otb_train(config: Path, folder: Path, args) -> tuple[Path, float]:
 
     from geoclass.api import load_model
 
-    learn = pd.read_parquet(output_dir(config) / "samples" / "learn_seed_0.parquet")
+    learn = pd.read_parquet(output_dir(config) / "samples" / "learn_seed_0")  # every region
     names = load_model(output_dir(config) / "model" / "model_1_seed_0.joblib").features
     points = gpd.GeoDataFrame(learn[["code", *names]].astype({"code": "int32"}),
                               geometry=gpd.points_from_xy(learn["x"], learn["y"]),

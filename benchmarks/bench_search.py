@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_train import write_table
 from distributed import Client, LocalCluster
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
-from benchmarks.bench_train import write_table
 from geoclass.config import Models
 from geoclass.models import fitting
 

@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-from benchmarks.common import GiB, MiB, TreeSampler, du
+from common import GiB, MiB, TreeSampler, du
 
 STEP_LINE = re.compile(r"step (\d+)/(\d+): (\w+)")
 REAL_TILE_PX = 10980**2

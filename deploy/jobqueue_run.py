@@ -3,6 +3,8 @@
 The dask scheduler runs in this process (on the login node, or in a small job); the workers are
 batch jobs of `--cores` cores and `--memory` each, running `--processes` worker processes
 (default cores // 2, two threads each). Closing (end of run, error, Ctrl-C) cancels the jobs.
+Scheduler, workers and this client speak TLS and must show a certificate (by default one made
+for this run): a dask scheduler runs whatever it is sent, as you.
 
     python deploy/jobqueue_run.py config.yaml --system slurm --jobs 4 --cores 16 \\
         --memory 64GB --walltime 04:00:00 --account myproj --local-directory '${TMPDIR:-/tmp}'
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import socket
 import sys
 from pathlib import Path
@@ -22,6 +25,46 @@ import deploy_common
 CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}
 
 
+TLS_DIRECTORY = "~/.geoclass/tls"
+
+
+def make_security(setting):
+    """The distributed.Security of `--security`: "temporary" (a self-signed certificate and key
+    made now, for this run), a YAML file naming certificate files (ca_file, cert, key: as
+    `geoclass run --security`), a Security, or "none"/None (no TLS)."""
+    if setting is None or setting == "none":
+        return None
+    from distributed import Security
+
+    if isinstance(setting, Security):
+        return setting
+    from geoclass.cluster import make_security as from_setting
+    from geoclass.config import parse_security
+    from geoclass.errors import GeoclassError
+
+    try:
+        return from_setting(parse_security(setting))
+    except GeoclassError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def private_directory(path: str) -> str:
+    """`path` expanded and created, readable by its owner only (the jobs read the temporary
+    certificate and key there)."""
+    folder = Path(os.path.expandvars(path)).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    return str(folder)
+
+
+def remove_certificate_files(cluster) -> None:
+    """Delete the temporary certificate and key written for the jobs (done at exit anyway; call
+    it once the cluster is closed)."""
+    for name, handle in list(vars(cluster).items()):
+        if name.startswith("_job_") and hasattr(handle, "close"):
+            handle.close()  # a NamedTemporaryFile: closing it deletes the file
+
+
 def make_cluster(
     system: str,
     *,
@@ -30,13 +73,19 @@ def make_cluster(
     processes: int | None = None,
     prologue: list[str] | None = None,
     job_extra: list[str] | None = None,
+    security="temporary",
+    tls_directory: str | None = None,
     **options,
 ):
     """A dask-jobqueue cluster, not yet scaled: nothing is submitted before `cluster.scale`.
 
     `prologue` lines run in each job before the worker (module load, conda activate...);
-    `job_extra` are extra batch directives ("--qos=long", "-l place=scatter"...). Other options
-    (walltime, queue, account, local_directory, log_directory, interface, python,
+    `job_extra` are extra batch directives ("--qos=long", "-l place=scatter"...). `security`
+    (see `make_security`; default a certificate made now) puts the scheduler, the workers and
+    the client on TLS with client certificates; a temporary certificate and its key are
+    written for the jobs in `tls_directory` (default ~/.geoclass/tls, made readable by you
+    only; it must be on a file system the compute nodes mount) and removed at the end. Other
+    options (walltime, queue, account, local_directory, log_directory, interface, python,
     scheduler_options...) go to the cluster class; those left None come from the dask-jobqueue
     configuration (~/.config/dask/jobqueue.yaml)."""
     try:
@@ -45,6 +94,10 @@ def make_cluster(
         raise SystemExit("jobqueue_run.py needs dask-jobqueue: pip install dask-jobqueue") from None
     if system not in CLUSTERS:
         raise ValueError(f"system must be one of {sorted(CLUSTERS)}, not {system!r}")
+    security = make_security(security)
+    if security is not None:
+        options.update(security=security, protocol="tls://",
+                       shared_temp_directory=private_directory(tls_directory or TLS_DIRECTORY))
     options.update(
         processes=processes or max(1, cores // 2),
         job_script_prologue=prologue or None,
@@ -91,7 +144,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--job-extra", action="append", help="extra directive: --job-extra=--qos=long (repeatable)"
     )
-    parser.add_argument("--dashboard-port", type=int, default=8787, help="[8787]")
+    parser.add_argument(
+        "--dashboard-address", default="127.0.0.1:8787",
+        help="the scheduler's dashboard [127.0.0.1:8787: this machine only, reach it through "
+        "the SSH tunnel printed at start]; ':8787' opens it on every interface",
+    )
+    parser.add_argument(
+        "--security", default="temporary", metavar="temporary|FILE|none",
+        help="TLS for scheduler, workers and this client, each showing a certificate: "
+        "'temporary' [default] makes one for this run; FILE: a YAML file with ca_file, cert "
+        "and key (your site's certificates, readable on the compute nodes); 'none': plain TCP, "
+        "anyone who reaches the scheduler can run code as you",
+    )
+    parser.add_argument(
+        "--tls-directory", default=TLS_DIRECTORY,
+        help=f"where the temporary certificate and key are written for the jobs (made "
+        f"readable by you only; on a file system the compute nodes mount) [{TLS_DIRECTORY}]",
+    )
     parser.add_argument("--wait", type=float, help="seconds to wait for a first worker [no limit]")
     parser.add_argument(
         "--dry-run", action="store_true",
@@ -108,7 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def cluster_options(args: argparse.Namespace) -> dict:
     names = ("cores", "memory", "processes", "walltime", "queue", "account", "resource_spec",
-             "local_directory", "log_directory", "interface", "python", "prologue", "job_extra")
+             "local_directory", "log_directory", "interface", "python", "prologue", "job_extra",
+             "security", "tls_directory")
     return {name: getattr(args, name) for name in names}
 
 
@@ -117,17 +187,22 @@ def main(argv: list[str] | None = None) -> int:
     options = cluster_options(args)
     if args.dry_run:
         with make_cluster(
-            args.system, **options, scheduler_options={"dashboard_address": ":0"}
+            args.system, **options, scheduler_options={"dashboard_address": "127.0.0.1:0"}
         ) as cluster:
             print(cluster.job_script())
+        remove_certificate_files(cluster)
         return 0
 
     from distributed import Client
 
     config = deploy_common.load(args)
-    scheduler_options = {"dashboard_address": f":{args.dashboard_port}"}
-    with make_cluster(args.system, **options, scheduler_options=scheduler_options) as cluster:
-        with Client(cluster) as client:
+    if args.security == "none":
+        print("warning: --security none: the scheduler accepts work from anyone who can reach "
+              "it, and runs it as you", file=sys.stderr)
+    scheduler_options = {"dashboard_address": args.dashboard_address}
+    cluster = make_cluster(args.system, **options, scheduler_options=scheduler_options)
+    try:
+        with cluster, Client(cluster) as client:
             print(f"dashboard: {client.dashboard_link}\n  {tunnel_hint(client.dashboard_link)}")
             cluster.scale(jobs=args.jobs)
             print(f"{args.jobs} job(s) submitted, waiting for a first worker...", flush=True)
@@ -138,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"no worker started within {args.wait:g} s: see the queue and the job logs"
                 ) from None
             deploy_common.run(client, config, args)
+    finally:
+        remove_certificate_files(cluster)
     return 0
 
 

@@ -16,6 +16,7 @@ _VERBS = {
     "classify_cube": "geoclass.api", "mosaic": "geoclass.api", "assess": "geoclass.api",
     "make_report": "geoclass.api", "run_chain": "geoclass.api", "cube_path": "geoclass.api",
     "model_path": "geoclass.api", "load_class_table": "geoclass.api",
+    "suggest": "geoclass.api",
 }
 
 __all__ = sorted(_VERBS)

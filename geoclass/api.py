@@ -16,15 +16,17 @@ from geoclass.config import Config
 from geoclass.models.trained import TrainedModel, load_model
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps import classify as classify_step
-from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.samples import read_samples as _read_samples
+from geoclass.steps.suggest import suggest as suggest_locations
 from geoclass.store import Accuracy, Cubes, Maps, Models, RunStore, Samples, TileMaps
 from geoclass.views.cube import open_cube, open_cubes
 from geoclass.views.maps import classify_features, fusion_options
 
 __all__ = ["assess", "build_cubes", "classify", "classify_cube", "classify_lazy", "cube_path",
            "load_class_table", "load_model", "make_report", "model_path", "mosaic",
-           "open_cube", "open_cubes", "read_samples", "run_chain", "sample", "train"]
+           "open_cube", "open_cubes", "read_samples", "run_chain", "sample", "suggest",
+           "train"]
 
 
 def _store(config: Config) -> RunStore:
@@ -94,6 +96,18 @@ def assess(config: Config, force: bool = False) -> Accuracy:
 def make_report(config: Config, force: bool = False):
     """`final/report.html`."""
     return _up_to(config, "report", force).final / "report.html"
+
+
+def suggest(config: Config, n: int = 200, min_distance: float | None = None,
+            measure: str | None = None, run: int = 0, min_uncertainty: float | None = None,
+            output=None):
+    """The `n` most uncertain locations of a run's map to label next (active learning), as a
+    GeoDataFrame of points also written to a GeoPackage (default
+    final/SuggestedSamples_Seed_<run>.gpkg); the maps are made first if needed. See
+    `geoclass.steps.suggest.suggest`."""
+    store = _up_to(config, "mosaic", False)
+    return suggest_locations(config, store, n, min_distance, measure, run, min_uncertainty,
+                             output)[1]
 
 
 def classify_lazy(config: Config, run: int, models: Models | None = None) -> dict:

@@ -17,10 +17,20 @@ log = logging.getLogger("geoclass")
 
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dask cluster")
-    group.add_argument("--scheduler", help="address of an existing dask scheduler (tcp://...)")
+    group.add_argument("--scheduler", help="address of an existing dask scheduler (tls://... or tcp://...)")
     group.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
     group.add_argument("--threads-per-worker", type=int, help="threads per local worker")
     group.add_argument("--memory-limit", help="memory limit per local worker, e.g. 4GB")
+    group.add_argument("--host", help="where the local scheduler and workers listen "
+                       "(default 127.0.0.1: this machine only; dask.host)")
+    group.add_argument("--dashboard-address", metavar="ADDRESS",
+                       help="the local dashboard's address (default 127.0.0.1:0: this machine "
+                       "only, a free port; ':8787' opens it on every interface; 'none': no "
+                       "dashboard; dask.dashboard_address)")
+    group.add_argument("--security", metavar="temporary|FILE",
+                       help="TLS with client certificates: 'temporary' (a self-signed "
+                       "certificate for the local cluster), or a YAML file with ca_file, cert "
+                       "and key for a tls:// --scheduler (dask.security)")
 
 
 def _version() -> str:
@@ -123,6 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(p)
     p.set_defaults(func="run")
 
+    p = sub.add_parser("suggest", help="the most uncertain locations of a run's map, for a "
+                       "user to label next (a GeoPackage of points; active learning)",
+                       description="Uncertainty sampling: the N most uncertain pixels of a "
+                       "run's map, spread apart and shared out between the predicted classes, "
+                       "as points (predicted class, uncertainty) in a GeoPackage. Runs the "
+                       "chain up to the maps first if needed; needs classification.uncertainty "
+                       "or classification.enable_probability_map.")
+    p.add_argument("config", type=Path, help=config_help)
+    p.add_argument("--n", type=int, default=200, help="number of locations (200)")
+    p.add_argument("--min-distance", type=float, help="smallest distance between two "
+                   "locations, in the map's units (metres; default 10 pixels)")
+    p.add_argument("--measure", choices=["entropy", "margin", "least"],
+                   help="uncertainty measure (default: the first of classification.uncertainty, "
+                   "else entropy)")
+    p.add_argument("--run", type=int, default=0, help="which run's map (0)")
+    p.add_argument("--min-uncertainty", type=float,
+                   help="leave out pixels less uncertain than this (0-1)")
+    p.add_argument("-o", "--output", type=Path, help="the GeoPackage to write (default "
+                   "output_path/final/SuggestedSamples_Seed_<run>.gpkg)")
+    _cluster_options(p)
+    p.set_defaults(func="suggest")
+
     p = sub.add_parser("demo", help="generate a scene and run the whole chain on it")
     p.add_argument("--out", type=Path, default=Path("geoclass-demo"),
                    help="folder of the scene and its outputs (default ./geoclass-demo)")
@@ -134,10 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command `argv` (default: this process's own command line, and then the process
+    ends with it); returns its exit status."""
+    status = _main(argv)
+    if argv is None and "geoclass.commands" in sys.modules:
+        # the `geoclass` command itself, done: its outputs are written and its cluster is
+        # closed; end without Python's teardown of the heavy libraries (1.5-3.5 s measured,
+        # RESULTS.md issue 20)
+        import_module("geoclass.cluster").quick_exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup_console(args.debug)
     logs.forget_log_file()
     try:
+        _prepare(args)
         status = getattr(import_module("geoclass.commands"), args.func)(args)
     except GeoclassError as err:
         if args.debug:
@@ -158,6 +203,30 @@ def main(argv: list[str] | None = None) -> int:
               "it here; please report it if the inputs look right)", file=sys.stderr)
         return 1
     return status or 0
+
+
+def _prepare(args) -> None:
+    """Read and validate the configuration and --security before the commands (and the heavy
+    libraries behind them) are imported: their errors answer at once. The configuration goes
+    to `args.loaded`."""
+    if getattr(args, "security", None):
+        args.security = import_module("geoclass.config").parse_security(args.security)
+    if getattr(args, "config", None) is None:
+        return
+    quiet = logging.getLogger("geoclass.io.iota2.convert")
+    level = quiet.level
+    if args.command == "check":  # an iota2 file's warnings are printed by the command instead
+        quiet.setLevel(logging.ERROR)
+    try:
+        args.loaded = import_module("geoclass.io.configfile").load_config(args.config)
+    finally:
+        quiet.setLevel(level)
+    dask = args.loaded.dask
+    if (getattr(args, "scheduler", True) is None and dask.scheduler is None
+            and dask.fork_workers):
+        # the workers of the LocalCluster to come are forked from a process that loads
+        # geoclass now, while this one loads the commands and runs the input checks
+        import_module("geoclass.cluster").start_worker_server()
 
 
 def _first_line(error: BaseException) -> str:

@@ -4,17 +4,18 @@ errors answer before the heavy libraries are imported)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from geoclass.atomic import atomic_output
+from geoclass.cluster import dask_client
 from geoclass.io.configfile import load_config
 from geoclass.io.iota2.convert import convert_iota2, to_yaml
 from geoclass.io.iota2.parser import read_iota2
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps.check import check_inputs
-from geoclass.steps.mosaic import outputs as final_maps
+from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.report import read_warnings
+from geoclass.steps.suggest import suggest as suggest_locations
 from geoclass.store import RunStore
 from geoclass.testing.demo import demo_config
 from geoclass.testing.synth import synth
@@ -22,13 +23,21 @@ from geoclass.testing.synth import synth
 
 def _cluster(args) -> dict:
     return {"scheduler": args.scheduler, "workers": args.workers,
-            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
+            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit,
+            "host": args.host, "dashboard_address": args.dashboard_address,
+            "security": args.security}
+
+
+def _config(args):
+    """The command's configuration: read by cli.main already (`args.loaded`), else here."""
+    loaded = getattr(args, "loaded", None)
+    return loaded if loaded is not None else load_config(args.config)
 
 
 def _run_up_to(args, step: str, force: tuple[str, ...] = ()):
     """Run the chain up to `step` (the checks first, then the cluster); `--force` redoes
     `force` (default: `step`). Returns the config and its run store."""
-    config = load_config(args.config)
+    config = _config(args)
     redo = (force or (step,)) if args.force else ()
     run_steps(config, until=step, force=redo, cluster=_cluster(args))
     return config, RunStore(config.chain.output_path)
@@ -52,13 +61,7 @@ def cube(args) -> None:
 
 
 def check(args) -> int:
-    quiet = logging.getLogger("geoclass.io.iota2.convert")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # an iota2 file's warnings are printed below instead
-    try:
-        config = load_config(args.config)
-    finally:
-        quiet.setLevel(level)
+    config = _config(args)  # cli.main kept an iota2 file's warnings for below
     for warning in config._import_warnings:
         print(f"warning: {warning}")
     report = check_inputs(config)
@@ -104,6 +107,18 @@ def classify(args) -> None:
         print(path)
 
 
+def suggest(args) -> None:
+    config = load_config(args.config)
+    with dask_client(config.dask, **_cluster(args)):
+        run_steps(config, until="mosaic")  # the maps, unless they are up to date
+        path, points = suggest_locations(
+            config, RunStore(config.chain.output_path), n=args.n,
+            min_distance=args.min_distance, measure=args.measure, run=args.run,
+            min_uncertainty=args.min_uncertainty, output=args.output)
+    print(f"{len(points)} locations to label ({points['measure'].iloc[0] if len(points) else ''}"
+          f" uncertainty, {points['name'].nunique()} predicted classes): {path}")
+
+
 def _print_outcome(config, metrics: dict) -> None:
     store = RunStore(config.chain.output_path)
     final = store.final
@@ -127,7 +142,7 @@ def _print_outcome(config, metrics: dict) -> None:
 
 
 def run(args) -> None:
-    config = load_config(args.config)
+    config = _config(args)
     metrics = run_chain(config, from_step=args.from_step, only_step=args.only_step,
                         overwrite=args.overwrite, cluster=_cluster(args))
     _print_outcome(config, metrics)

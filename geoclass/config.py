@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -350,10 +351,87 @@ class MergeRuns(_Section):
     dempstershafer_mob: Literal["precision", "recall", "accuracy", "kappa"] = "precision"
 
 
+class Smoothing(_Section):
+    """Spatial smoothing of each run's map into separate files: `bayes` smooths the class
+    probabilities (sits_smooth: `window_size`, `neigh_fraction`, `smoothness`, one value or
+    one per class by name or code) and labels each pixel by the highest smoothed one;
+    `majority` is a mode filter of the class map (OTB's ClassificationMapRegularization:
+    `radius`, `undecided_label`, `isolated_threshold`)."""
+
+    method: Literal["bayes", "majority"] | None = None
+    window_size: int = Field(default=9, ge=3)
+    neigh_fraction: float = Field(default=0.5, gt=0, le=1)
+    smoothness: float | dict[str, float] = 20.0
+    radius: int = Field(default=1, ge=1)
+    undecided_label: int | None = Field(default=None, ge=1)
+    isolated_threshold: int | None = Field(default=None, ge=1)
+
+    @field_validator("window_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"window_size must be odd, got {value}")
+        return value
+
+    @field_validator("smoothness")
+    @classmethod
+    def _positive(cls, value):
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(v <= 0 for v in values):
+            raise ValueError(f"smoothness must be positive, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_neighbours(self):
+        if self.method == "bayes" and self.neigh_fraction * self.window_size**2 < 2:
+            raise ValueError("neigh_fraction x window_size^2 must keep at least 2 neighbours")
+        return self
+
+
 class Classification(_Section):
     enable_probability_map: bool = False
     boundary_fusion: BoundaryFusion = BoundaryFusion()
     merge_final_classifications: MergeRuns = MergeRuns()
+    # per-pixel uncertainty maps (Uncertainty_<kind>_Seed_<run>.tif)
+    uncertainty: list[Literal["entropy", "margin", "least"]] = []
+    smoothing: Smoothing = Smoothing()
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("uncertainty")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"uncertainty lists a measure twice: {value}")
+        return value
+
+    @property
+    def needs_probabilities(self) -> bool:
+        """Whether the class probabilities are kept with the maps: for the probability COGs,
+        the uncertainty maps and the Bayesian smoothing (and `geoclass suggest`)."""
+        return (self.enable_probability_map or bool(self.uncertainty)
+                or self.smoothing.method == "bayes")
+
+
+class DaskSecurity(_Section):
+    """TLS for the dask comms (`dask.security`, or the YAML file `--security` names): every
+    connection is encrypted, and both ends must hold a certificate signed by `ca_file` (a
+    client without one is refused). `cert` serves every role (client, scheduler, workers);
+    `key`: its private key, unless it is inside `cert`."""
+
+    ca_file: Path
+    cert: Path
+    key: Path | None = None
+
+    def resolved(self, base_dir: Path) -> DaskSecurity:
+        """The same, relative paths read from `base_dir`."""
+        return self.model_copy(update={
+            name: (base_dir / value).resolve()
+            for name in ("ca_file", "cert", "key")
+            if (value := getattr(self, name)) is not None and not value.is_absolute()})
 
 
 class DaskOptions(_Section):
@@ -364,6 +442,37 @@ class DaskOptions(_Section):
     chunk_size: int = Field(default=512, ge=16)
     # seconds during which every worker may stay paused (out of memory) before a step stops
     stall_timeout: float = Field(default=120, gt=0)
+    # where the embedded LocalCluster's scheduler and workers listen (this machine only)
+    host: str = "127.0.0.1"
+    # its dashboard: this machine only, any free port; ":8787" opens it on every interface,
+    # null turns it off
+    dashboard_address: str | None = "127.0.0.1:0"
+    # TLS with client certificates: "temporary" (a self-signed certificate made for the
+    # LocalCluster, held in memory) or the certificates of a real cluster
+    security: Literal["temporary"] | DaskSecurity | None = None
+    # the LocalCluster's worker processes are forked from a process that has loaded geoclass
+    # once (they start at once); false: each one starts a new Python (dask's spawn)
+    fork_workers: bool = True
+
+
+def parse_security(value: str | Path) -> Literal["temporary"] | DaskSecurity:
+    """`--security`: "temporary", or a YAML file holding `ca_file`, `cert` and `key` (relative
+    paths read from the file's folder)."""
+    if str(value) == "temporary":
+        return "temporary"
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"--security {value}: no such file; give 'temporary' or a YAML file "
+                          "with ca_file, cert and key (the paths of the cluster's TLS "
+                          "certificates)")
+    try:
+        data = yaml.safe_load(path.read_text())
+        security = DaskSecurity.model_validate(data)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path))) from None
+    return security.resolved(path.resolve().parent)
 
 
 class Config(_Section):
@@ -451,4 +560,6 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>", hint=None) 
     external = config.chain.external_samples
     if external is not None and not fs.joinable(external.path):
         external.path = (base_dir / external.path).resolve()
+    if isinstance(config.dask.security, DaskSecurity):
+        config.dask.security = config.dask.security.resolved(base_dir)
     return config

@@ -84,6 +84,25 @@ def map_overlap(func: Callable, *arrays, depth: int, boundary, lead: tuple[int, 
                          meta=np.empty((0,) * out_ndim, dtype), **kwargs)
 
 
+def block_sums(func: Callable, array: da.Array, size: int, dtype=np.int64,
+               depth: int = 0, boundary=0, **kwargs) -> da.Array:
+    """(size,) sum over the blocks of a (y, x) array of `func(block, **kwargs)`, each a
+    (size,) vector: a tree reduction of one small vector per block (counts over a whole map
+    without holding it). With `depth`, each block comes with `depth` pixels of its
+    neighbours (`boundary` past the edges), for functions that look around each pixel."""
+    if array.ndim != 2:
+        raise ValueError(f"block_sums takes a (y, x) array, got {array.ndim} dimensions")
+    source = overlap(array, depth, boundary) if depth else array
+
+    def one(block):
+        return np.asarray(func(block, **kwargs), dtype).reshape((1, 1, size))
+
+    chunks = tuple((1,) * len(c) for c in array.chunks) + ((size,),)
+    per_block = da.map_blocks(one, source, new_axis=[2], chunks=chunks, dtype=dtype,
+                              meta=np.empty((0, 0, 0), dtype))
+    return per_block.sum(axis=(0, 1))
+
+
 def lazy_rasterize(gdf, column: str, grid: TileGrid, dtype=np.int32, fill: int = 0) -> da.Array:
     """A (y, x) dask array of `column` burnt on `grid` (`gdf` in the grid's CRS): one task
     per block that geometries touch, holding only those geometries; a constant elsewhere."""

@@ -45,6 +45,7 @@ class CubeShape:
     features: int
     classes: int
     tile_side: int = 0  # the largest tile side, pixels (0: unknown)
+    smoothing_halo: int = 0  # Bayesian smoothing's window_size // 2 (0: no smoothing)
 
     def block(self, chunk: int) -> int:
         """The side of the largest block: the chunk, or the tile if it is smaller."""
@@ -67,6 +68,10 @@ class CubeShape:
             "classify": pixels * (features + 24 * self.classes + 2 * (2 + self.classes)),
             # each tile's maps on the block, warped, and the merged block
             "mosaic": pixels * 2 * 4 * (2 + self.classes),
+            # Bayesian smoothing: the padded block's float64 probabilities, logits and
+            # posteriors, and a strip of sorted windows (bounded, kernels.smoothing)
+            **({"smoothing": (self.block(chunk) + 2 * self.smoothing_halo) ** 2 * 48
+                * self.classes + 64 * MiB} if self.smoothing_halo else {}),
         }
 
 

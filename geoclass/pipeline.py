@@ -15,7 +15,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,8 @@ class Step:
     `settings(config)` is what of the config it depends on, `inputs(config)` the files it
     reads besides upstream outputs, `outputs(config, store, record)` what it writes,
     `record(result)` what later steps need to know of it. `items`: the step decides per
-    item (tile) itself, so the runner always calls it."""
+    item (tile) itself, so the runner calls it unless `current(config, store)` says that
+    every item is up to date."""
 
     name: str
     run: Callable
@@ -51,11 +52,12 @@ class Step:
     outputs: Callable = lambda config, store, record: []
     record: Callable = lambda result: None
     items: bool = False
+    current: Callable = lambda config, store: False
 
 
 STEPS = (
     Step("check", check.run),
-    Step("cubes", cube.run, record=cube.record, items=True,
+    Step("cubes", cube.run, record=cube.record, items=True, current=cube.current,
          outputs=cube.outputs),
     Step("samples", samples.run, after=("cubes",), settings=samples.settings,
          inputs=samples.inputs, outputs=samples.outputs),
@@ -89,7 +91,7 @@ def is_current(step: Step, config: Config, store: RunStore) -> bool:
     """Whether `step` can be skipped: its manifest records what it would be made from now,
     and its outputs exist."""
     manifest = store.manifest(step.name)
-    if manifest is None or step.items:
+    if manifest is None or (step.items and not step.current(config, store)):
         return False
     now = stamp(step, config, store)
     if any(manifest.get(key) != value for key, value in now.items()):
@@ -97,9 +99,11 @@ def is_current(step: Step, config: Config, store: RunStore) -> bool:
     return all(fs.exists(p) for p in step.outputs(config, store, manifest.get("record")))
 
 
-def run_step(step: Step, config: Config, store: RunStore, force: bool):
-    """Run one step unless it is up to date; record its manifest once it is done."""
-    if not force and is_current(step, config, store):
+def run_step(step: Step, config: Config, store: RunStore, force: bool,
+             current: bool | None = None):
+    """Run one step unless it is up to date (`current`, when the caller knows it); record
+    its manifest once it is done."""
+    if not force and (is_current(step, config, store) if current is None else current):
         log.info("%s: up to date", step.name)
         return None
     store.forget(step.name)
@@ -155,7 +159,8 @@ def run_steps(config: Config, from_step: str | None = None, only_step: str | Non
     redone even if up to date. The input checks run first and once, before anything is written and
     before the dask cluster starts; then the steps run on the cluster `cluster` describes
     (the options of `cluster.dask_client`: the command line's), else on the active client,
-    else on a new LocalCluster. Returns each step's result, by name."""
+    else on a new LocalCluster, started with the first step that has work to do (none when
+    every step is up to date). Returns each step's result, by name."""
     selected = _selected(from_step, only_step, until)
     names = list(BY_NAME)
     first = names.index(from_step) if from_step else len(names)
@@ -173,18 +178,26 @@ def run_steps(config: Config, from_step: str | None = None, only_step: str | Non
     else:
         session = dask_client(config.dask, **(cluster or {}))
     stall = {"geoclass.stall-timeout": config.dask.stall_timeout}
-    with run_log(store) as log_path, session, dask.config.set(stall):
+    shape = getattr(results.get("check"), "shape", None)
+    with run_log(store) as log_path, ExitStack() as stack, dask.config.set(stall):
         log.info("log file: %s", log_path)
-        shape = getattr(results.get("check"), "shape", None)
-        if shape is not None:
-            check_workers(_active_client(), config.dask.chunk_size, shape)
+        cluster_up = False
         for number, name in enumerate(selected, start=1):
             if name == "check":
                 continue
             with logs.running(name):
                 log.info("step %d/%d: %s", number, total, name)
+                step = BY_NAME[name]
                 redo = name in force or name == only_step or names.index(name) >= first
-                results[name] = run_step(BY_NAME[name], config, store, redo)
+                current = not redo and is_current(step, config, store)
+                if not current and not cluster_up:
+                    # the cluster starts with the first step that has work to do: a run
+                    # whose steps are all up to date starts none
+                    stack.enter_context(session)
+                    cluster_up = True
+                    if shape is not None:
+                        check_workers(_active_client(), config.dask.chunk_size, shape)
+                results[name] = run_step(step, config, store, redo, current)
     return results
 
 

@@ -11,6 +11,7 @@ Layout under `output_path` (iota2's names for final products):
     classif/<TILE>_seed_<run>.zarr          the tile maps of each run
     autocontext/                            superpixels, intermediate models and maps
     mosaic/seed_<run|validity|fusion>.zarr  the mosaics the COGs are written from
+    mosaic/seed_<run>_smoothed.zarr         the smoothed maps (classification.smoothing)
     final/                                  COGs, accuracy reports, report.html, *_table.csv
     manifests/<step>.json                   what each step was made from (see pipeline.py)
     logs/geoclass-<time>.log"""
@@ -127,9 +128,36 @@ class RunStore:
     def mosaic(self, name: int | str) -> Path:
         return self.root / "mosaic" / f"seed_{name}.zarr"
 
+    def smoothed_mosaic(self, run: int) -> Path:
+        """The smoothed map of a run (classification, and the smoothed probabilities of the
+        Bayesian smoothing)."""
+        return self.root / "mosaic" / f"seed_{run}_smoothed.zarr"
+
     @property
     def final(self) -> Path:
         return self.root / "final"
+
+    def uncertainty_cog(self, measure: str, run: int) -> Path:
+        return self.final / f"Uncertainty_{measure}_Seed_{run}.tif"
+
+    def smoothed_cog(self, run: int) -> Path:
+        return self.final / f"Classif_Smoothed_Seed_{run}.tif"
+
+    def smoothed_probability_cog(self, run: int) -> Path:
+        return self.final / f"ProbabilityMap_Smoothed_Seed_{run}.tif"
+
+    def smoothed_results(self, run: int) -> Path:
+        return self.final / f"ClassificationResults_Smoothed_seed_{run}.txt"
+
+    def suggestions(self, run: int) -> Path:
+        """Where `geoclass suggest` writes the locations to label next."""
+        return self.final / f"SuggestedSamples_Seed_{run}.gpkg"
+
+    @staticmethod
+    def styles(tif: Path) -> list[Path]:
+        """The QGIS style and the GDAL attribute table written next to a class map."""
+        tif = Path(tif)
+        return [tif.with_suffix(".qml"), tif.with_name(tif.name + ".aux.xml")]
 
     def metrics(self) -> dict:
         """The accuracy figures of the run (`final/metrics.json`; empty before validation)."""
@@ -190,6 +218,14 @@ class RunStore:
         entries = self.record("train").get("models", [])
         return Models({(m["region"], m["run"]): self.root / m["file"] for m in entries},
                       {(m["region"], m["run"]): m["sha256"] for m in entries})
+
+    def recorded_sha256(self, path: str | Path) -> str | None:
+        """The SHA-256 the train step recorded for the model file `path` (None when it is not
+        one of the models of this run's manifest)."""
+        entries = ((self.manifest("train") or {}).get("record") or {}).get("models", [])
+        target = fs.as_path(path).resolve()
+        return next((m["sha256"] for m in entries
+                     if (self.root / m["file"]).resolve() == target), None)
 
     def item_stamp(self, step: str, key: str) -> str | None:
         """The stamp of one item (e.g. one tile's cube) of a step, written once it is done."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 import shapely
 
@@ -131,3 +134,67 @@ def test_classify_from_the_command_line_writes_the_final_maps(scene, capsys):
     assert code == 0 and "Classif_Seed_0.tif" in out
     with rasterio.open(scene.parent / "run" / "final" / "Classif_Seed_0.tif") as src:
         assert src.crs.to_epsg() == 32631 and src.colormap(1)
+
+
+def test_suggest_options():
+    from geoclass.cli import build_parser
+
+    args = build_parser().parse_args(["suggest", "c.yaml", "--n", "50", "--min-distance", "30",
+                                      "--measure", "least", "--run", "1"])
+    assert (args.func, args.n, args.min_distance, args.measure, args.run, args.output) == (
+        "suggest", 50, 30.0, "least", 1, None)
+    defaults = build_parser().parse_args(["suggest", "c.yaml"])
+    assert (defaults.n, defaults.min_distance, defaults.measure) == (200, None, None)
+
+
+@pytest.fixture(scope="module")
+def classified(scene_template, tmp_path_factory, client):
+    """A scene taken through `geoclass classify` once, on the session's cluster; returns its
+    config path and the cluster's address."""
+    target = tmp_path_factory.mktemp("force") / "scene"
+    shutil.copytree(scene_template.parent, target, ignore=shutil.ignore_patterns("run"))
+    config = edit_config(target / "config.yaml", models={"params": {"n_estimators": 5}})
+    address = client.scheduler.address
+    assert main(["classify", str(config), "--scheduler", address]) == 0
+    return config, address
+
+
+# what each step command makes (folder of the run, files), in the order of the chain
+MADE_BY = {"cube": [("cubes", "**/*")], "samples": [("samples", "**/*.parquet")],
+           "train": [("model", "*.joblib")],
+           "classify": [("classif", "**/*"), ("final", "Classif_Seed_*.tif")]}
+
+
+def _stamps(run, made) -> dict:
+    return {p: p.stat().st_mtime_ns for folder, pattern in made
+            for p in sorted((run / folder).glob(pattern)) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", list(MADE_BY))
+def test_force_redoes_the_steps_own_work_and_nothing_before_it(classified, command, capsys):
+    """`geoclass <step> --force` recomputes what that step makes (classify: every tile's map,
+    then the mosaic), and leaves the earlier steps' outputs alone."""
+    config, address = classified
+    run = config.parent / "run"
+    assert main([command, str(config), "--scheduler", address]) == 0  # up to date
+    names = list(MADE_BY)
+    earlier = [item for name in names[:names.index(command)] for item in MADE_BY[name]]
+    own, kept = _stamps(run, MADE_BY[command]), _stamps(run, earlier)
+    assert own
+    assert main([command, str(config), "--scheduler", address, "--force"]) == 0
+    again = _stamps(run, MADE_BY[command])
+    assert again.keys() == own.keys()
+    assert [p for p, t in own.items() if again[p] == t] == []  # every file rewritten
+    assert _stamps(run, earlier) == kept
+    capsys.readouterr()
+
+
+def test_a_command_with_nothing_to_do_starts_no_cluster(classified, capsys):
+    config, _ = classified
+    capsys.readouterr()
+    assert main(["classify", str(config)]) == 0  # no --scheduler: a LocalCluster if needed
+    out, err = capsys.readouterr()
+    for step in ("cubes", "samples", "train", "classify", "mosaic"):
+        assert f"{step}: up to date" in out + err, step
+    assert "LocalCluster" not in out + err
+    assert "Classif_Seed_0.tif" in out

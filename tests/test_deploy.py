@@ -9,14 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-WORKER_COMMAND = re.compile(r"(-m distributed\.cli\.dask_worker|dask[- ]worker) tcp://127\.0\.0\.1:")
-LOCAL = {"dashboard_address": ":0", "host": "127.0.0.1"}
+WORKER_COMMAND = re.compile(r"(-m distributed\.cli\.dask_worker|dask[- ]worker) tls://127\.0\.0\.1:")
+LOCAL = {"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"}
 # `python SCRIPT ...` as if dask_gateway were not installed (an import of it raises ImportError)
 BLOCK_GATEWAY = (
     "import os, runpy, sys; sys.modules['dask_gateway'] = None; sys.argv = sys.argv[1:]; "
@@ -45,8 +46,13 @@ def script(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
 def job_script(system: str, **options) -> str:
     pytest.importorskip("dask_jobqueue")
     settings = dict(cores=8, memory="16GB", walltime="02:00:00", scheduler_options=LOCAL)
-    with load("jobqueue_run").make_cluster(system, **settings, **options) as cluster:
-        return cluster.job_script()
+    jobqueue_run = load("jobqueue_run")
+    with tempfile.TemporaryDirectory() as tls:  # the temporary certificate, for the jobs
+        with jobqueue_run.make_cluster(system, **settings, tls_directory=tls,
+                                       **options) as cluster:
+            text = cluster.job_script()
+        jobqueue_run.remove_certificate_files(cluster)
+    return text
 
 
 def test_slurm_job_script():
@@ -71,6 +77,42 @@ def test_pbs_job_script():
         assert line in text.splitlines()
     assert WORKER_COMMAND.search(text)
     assert "--nthreads 8" in text and "--nworkers" not in text
+
+
+def test_job_scripts_speak_tls_with_a_certificate_made_for_the_run(tmp_path):
+    """By default the scheduler, the workers and the client use TLS with client certificates;
+    the workers read a certificate and key written for this run, readable by the user only."""
+    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("cryptography")
+    settings = dict(cores=2, memory="4GB", walltime="00:10:00", scheduler_options=LOCAL,
+                    tls_directory=str(tmp_path / "tls"))
+    jobqueue_run = load("jobqueue_run")
+    with jobqueue_run.make_cluster("slurm", **settings) as cluster:
+        text = cluster.job_script()
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        options = dict(re.findall(r"--(tls-[a-z-]+) (\S+)", text))
+        assert options.keys() == {"tls-ca-file", "tls-cert", "tls-key"}
+        for path in map(Path, options.values()):
+            assert path.parent == tmp_path / "tls" and path.is_file()
+            assert path.stat().st_mode & 0o077 == 0  # the user's only
+        assert (tmp_path / "tls").stat().st_mode & 0o077 == 0
+    jobqueue_run.remove_certificate_files(cluster)
+    assert not list((tmp_path / "tls").iterdir())
+    plain = job_script("slurm", security="none")
+    assert " tcp://127.0.0.1:" in plain and "--tls-" not in plain
+
+
+def test_jobqueue_takes_site_certificates_from_a_file(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    for name in ("ca.pem", "me.pem", "me.key"):
+        (tmp_path / name).write_text("-")
+    (tmp_path / "tls.yaml").write_text("ca_file: ca.pem\ncert: me.pem\nkey: me.key\n")
+    security = load("jobqueue_run").make_security(str(tmp_path / "tls.yaml"))
+    assert security.tls_ca_file == str(tmp_path / "ca.pem")
+    assert security.tls_worker_cert == str(tmp_path / "me.pem")
+    assert security.tls_client_key == str(tmp_path / "me.key")
+    with pytest.raises(SystemExit, match="no such file"):
+        load("jobqueue_run").make_security(str(tmp_path / "absent.yaml"))
 
 
 def test_torque_resource_spec():
@@ -111,11 +153,12 @@ def test_dry_run_prints_the_job_script_and_submits_nothing(tmp_path, system, dir
     done = script(
         DEPLOY / "jobqueue_run.py", tmp_path / "absent.yaml", "--system", system, "--jobs", "3",
         "--cores", "4", "--memory", "8GB", "--walltime", "00:10:00", "--dry-run",
-        env=env, cwd=tmp_path,
+        "--tls-directory", tmp_path / "tls", env=env, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert f"{directive} " in done.stdout
-    assert re.search(r"(distributed\.cli\.dask_worker|dask[- ]worker) tcp://", done.stdout)
+    assert re.search(r"(distributed\.cli\.dask_worker|dask[- ]worker) tls://", done.stdout)
+    assert "--tls-ca-file" in done.stdout
     assert not trace.exists()
 
 
@@ -130,14 +173,20 @@ def test_submitted_job_script_starts_workers(tmp_path, monkeypatch):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     options = dict(cores=2, memory="2GB", walltime="00:05:00", local_directory=str(scratch),
-                   prologue=["export GEOCLASS_JOB=yes"], scheduler_options=LOCAL)
+                   prologue=["export GEOCLASS_JOB=yes"], scheduler_options=LOCAL,
+                   tls_directory=str(tmp_path / "tls"))
     cluster = load("jobqueue_run").make_cluster("slurm", **options)
     with cluster, Client(cluster) as client:
         cluster.scale(jobs=1)
         client.wait_for_workers(1, timeout=30)
         assert set(client.run(os.getenv, "GEOCLASS_JOB").values()) == {"yes"}
         assert set(client.nthreads().values()) == {2}
+        # the worker joined over TLS with the run's certificate; a plain client cannot
+        assert all(a.startswith("tls://") for a in client.scheduler_info()["workers"])
+        with pytest.raises((OSError, TimeoutError)):
+            Client(cluster.scheduler_address.replace("tls://", "tcp://"), timeout="3s")
         load("deploy_common").check_workers(client, [str(tmp_path)])
+    load("jobqueue_run").remove_certificate_files(cluster)
     assert any(scratch.iterdir())
     assert trace.read_text().split() == ["sbatch", "scancel"]
 

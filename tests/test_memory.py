@@ -153,3 +153,11 @@ def test_a_model_too_big_for_a_worker_is_refused_before_fitting():
     assert problem.startswith("region 3 run 1: fitting on 2,000,000 samples x 400 features")
     assert "sampling.sample_selection" in problem and "--memory-limit" in problem
     assert fit_problem_of(2_000_000, 400, forest, 0, 500 * MiB, "no limit") is None
+
+
+def test_bayesian_smoothing_adds_its_task():
+    plain = CubeShape(30, 10, 36, 400, 10, tile_side=256)
+    smooth = CubeShape(30, 10, 36, 400, 10, tile_side=256, smoothing_halo=4)
+    assert "smoothing" not in plain.task_bytes(256)
+    # the block padded by the window's reach, 48 bytes per class, and a strip of windows
+    assert smooth.task_bytes(256)["smoothing"] == 264**2 * 48 * 10 + 64 * 2**20

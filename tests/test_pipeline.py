@@ -107,9 +107,7 @@ def test_a_second_run_skips_every_step(finished, caplog):
     assert _mtimes(config.chain.output_path / "final") == before
     said = [r.getMessage() for r in caplog.records]
     assert "step 1/8: check" in said and "step 8/8: report" in said
-    assert "cube of T31TCJ is up to date: " + str(config.chain.output_path / "cubes" /
-                                                  "T31TCJ.zarr") in said
-    for step in ("samples", "train", "classify", "mosaic", "validate", "report"):
+    for step in ("cubes", "samples", "train", "classify", "mosaic", "validate", "report"):
         assert f"{step}: up to date" in said, step
 
 

@@ -18,6 +18,7 @@ from affine import Affine
 from scipy import stats as st
 
 from geoclass import report
+from geoclass.kernels.areas import area_adjusted_accuracy, combine_runs
 from geoclass.report import class_areas, class_colors, quicklook, write_report
 
 CLASSES = [
@@ -246,3 +247,62 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     assert image.shape[:2] == (2000, 1200) and image[..., :3].std() > 0
     for rgb in class_colors(CLASSES).values():
         assert _near(image, rgb), f"class colour {rgb} not on screen"
+
+
+def _adjusted(codes: np.ndarray, confusion: list[list[int]]) -> dict:
+    counts = [int((codes == c["code"]).sum()) for c in CLASSES]
+    return area_adjusted_accuracy(confusion, counts, [c["code"] for c in CLASSES],
+                                  pixel_area=0.01)
+
+
+def test_report_with_adjusted_areas_uncertainty_smoothing_and_samples(tmp_path):
+    codes = map_codes()
+    map_path = write_map(tmp_path / "map.tif", codes)
+    values = np.where(codes > 0, (np.arange(codes.size).reshape(codes.shape) % 10_001), 65535)
+    uncertainty = write_map(tmp_path / "Uncertainty_margin_Seed_0.tif",
+                            values.astype(np.uint16), nodata=65535)
+    runs = [{"run": i, "scores": scores(cm), "confusion": cm, "isolated_pixels": 100 + i}
+            for i, cm in enumerate(CONFUSIONS)]
+    fused = [[53, 1, 1], [1, 44, 0], [1, 1, 48]]
+    adjusted = _adjusted(codes, fused)
+    smoothed = {"method": "majority", "runs": [
+        {"run": i, "scores": scores(cm), "isolated_pixels": 7 + i}
+        for i, cm in enumerate(CONFUSIONS)]}
+    counts = {"runs": [0, 1], "per_class": [
+        {"code": c["code"], "learn": [1000 + i, 2000 + i], "validation": [300 + i, 400 + i]}
+        for i, c in enumerate(CLASSES)]}
+    areas = {e["code"]: e["mapped_area"] for e in adjusted["per_class"]}
+    path = write_report(tmp_path / "report.html", title="full", settings={}, classes=CLASSES,
+                        map_path=map_path, runs=runs, summary=summarise(runs),
+                        fusion=scores(fused), areas=areas, warnings=[],
+                        adjusted_areas=adjusted, area_unit="ha",
+                        area_source="map.tif, <the fusion>", area_design="a & b design",
+                        uncertainty_path=uncertainty, uncertainty_measure="margin",
+                        fusion_confusion=fused, smoothed=smoothed, sample_counts=counts,
+                        version="9.8.7", area_summary=combine_runs(
+                            [_adjusted(codes, cm) for cm in CONFUSIONS]))
+    text = path.read_text(encoding="utf-8")
+    parsed = _Dom()
+    parsed.feed(text)
+    assert [h.strip() for h in parsed.headings] == [
+        "Summary", "Warnings", "Classification map", "Uncertainty", "Class areas",
+        "Accuracy per run", "Confusion matrix (run 0)", "Confusion matrix (fused map)",
+        "Smoothed maps (majority)", "Per-class F1", "Samples per class", "Settings"]
+    assert len(parsed.images) == 6
+    assert "by geoclass 9.8.7" in text
+    assert "come from map.tif, &lt;the fusion&gt;." in text
+    assert "Validation design assumed: a &amp; b design." in text
+    assert "from Uncertainty_margin_Seed_0.tif" in text
+    for entry in adjusted["per_class"]:
+        assert f"<td>{entry['area']:.2f}</td><td>{entry['area_ci95']:.2f}</td>" in text
+        assert f"<td>{entry['users_accuracy']:.3f}</td>" in text
+    assert f"Area-weighted overall accuracy: {adjusted['overall_accuracy']:.3f}" in text
+    assert "<td>100</td><td>7</td>" in text and "<td>101</td><td>8</td>" in text
+    assert "<td>1002</td><td>302</td><td>2002</td><td>402</td>" in text
+    assert "Crops &lt;maize&gt; $5" in text
+    summary = combine_runs([_adjusted(codes, cm) for cm in CONFUSIONS])
+    oa = summary["overall_accuracy"]
+    assert f"Over the 2 runs (mean ± 95 % CI, Student's t): area-weighted overall accuracy " \
+           f"{oa['mean']:.3f} ± {oa['ci95']:.3f}." in text
+    area = summary["per_class"][1]["area"]
+    assert f"<td>{area['mean']:.2f} ± {area['ci95']:.2f}</td>" in text

@@ -16,6 +16,8 @@ from rasterio.features import rasterize
 from sklearn.ensemble import RandomForestClassifier
 
 from geoclass.io.configfile import load_config
+from geoclass.testing import scene as scene_module
+from geoclass.testing import synth as synth_module
 from geoclass.testing.synth import (
     BANDS,
     BANDS_20M,
@@ -206,6 +208,35 @@ def test_same_seed_same_scene_other_seed_other_scene(tmp_path):
     assert not np.array_equal(a["truth/T31TCJ.tif"], c["truth/T31TCJ.tif"])
     b4 = [k for k in a if k.endswith("_FRE_B4.tif")][0]
     assert not np.array_equal(a[b4], next(v for k, v in c.items() if k.endswith("_FRE_B4.tif")))
+
+
+class _Quiet:
+    """A generator without pixel noise."""
+
+    def standard_normal(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+
+@pytest.mark.parametrize("options", [{}, {"layout": "stack"}, {"r2_20m": True}])
+def test_windows_do_not_show(tmp_path, monkeypatch, options):
+    """Written by windows (16 of them, the last ones narrower), the scene is the one written
+    in one window but for the pixel noise, drawn per window: without it, the same files."""
+    real = synth_module._rng
+    monkeypatch.setattr(synth_module, "_rng", lambda seed, *keys: (
+        _Quiet() if keys[0] == synth_module._NOISE else real(seed, *keys)))
+    kwargs = dict(tiles=2, size=100, dates=3, seed=5, cloud_cover=0.4, **options)
+    synth(tmp_path / "one", **kwargs)
+    monkeypatch.setattr(scene_module, "WINDOW", 32)
+    synth(tmp_path / "many", **kwargs)
+    one, many = (sorted((tmp_path / n).rglob("*.tif")) for n in ("one", "many"))
+    assert [p.relative_to(tmp_path / "one") for p in one] == [
+        p.relative_to(tmp_path / "many") for p in many]
+    for a, b in zip(one, many):
+        with rasterio.open(a) as first, rasterio.open(b) as second:
+            np.testing.assert_array_equal(first.read(), second.read(), err_msg=str(a))
+    assert not list((tmp_path / "many").glob(".synth-*"))  # the window cache is removed
+    for name in ("scene.json", "config.yaml"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "many" / name).read_text()
 
 
 def test_config_validates_with_relative_paths(scene):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
-from geoclass.api import load_model, model_path, read_samples, train
+from geoclass.api import classify, load_model, model_path, read_samples, train
 from geoclass.config import Models
 from geoclass.errors import ConfigError, InputError
 from geoclass.models import make_classifier
@@ -84,3 +84,24 @@ def test_features_that_do_not_match_are_a_clear_error(trained):
         model.check_features(model.features[:-1])
     with pytest.raises(InputError, match="no such model"):
         load_model(paths[(1, 0)].with_name("model_9_seed_0.joblib"))
+
+
+def test_a_replaced_model_file_is_refused_naming_the_file(trained):
+    """A model file that is not the one training wrote (its SHA-256 differs from the
+    manifest's) is never unpickled: loading it, or classifying with it, stops with its path."""
+    config, paths = trained
+    target, other = paths[(1, 0)], paths[(2, 0)]
+    original = target.read_bytes()
+    try:
+        target.write_bytes(other.read_bytes())  # a valid model, but not this one
+        for load in (lambda: load_model(target),  # the hash from the run's manifest
+                     lambda: load_model(target, paths.sha256[(1, 0)])):
+            with pytest.raises(InputError, match="changed after training") as caught:
+                load()
+            assert str(target) in str(caught.value)
+        with pytest.raises(InputError, match="changed after training") as caught:
+            classify(config, force=True)
+        assert str(target) in str(caught.value)
+    finally:
+        target.write_bytes(original)
+    assert load_model(target).region == 1

@@ -230,3 +230,75 @@ def combine_runs(results: list[dict], confidence: float = 0.95) -> dict:
         "overall_accuracy": spread([run["overall_accuracy"] for run in results], confidence),
         "per_class": per_class,
     }
+
+
+DESIGN = ("stratified random sampling with the map classes as strata (Olofsson et al. 2014): "
+          "each class's validation pixels are taken as a simple random sample of the pixels "
+          "mapped as that class")
+
+
+def _value(value: float | None, ci: float | None, digits: int, width: int,
+           thousands: bool = False) -> str:
+    if value is None:
+        return f"{'n/a':>{width}}"
+    text = f"{value:,.{digits}f}" if thousands else f"{value:.{digits}f}"
+    if ci is not None:
+        text += f" +- {ci:,.{digits}f}" if thousands else f" +- {ci:.{digits}f}"
+    return f"{text:>{width}}"
+
+
+def format_areas(result: dict, names: dict[int, str] | None = None, unit: str = "ha") -> str:
+    """Text table of an `area_adjusted_accuracy` result: per class the mapped area, the
+    adjusted area +- its 95 % CI half-width, user's and producer's accuracy +- CI; then the
+    area-weighted overall accuracy, the design assumed and the warnings."""
+    names = names or {}
+    labels = [str(names.get(e["code"], e["code"])) for e in result["per_class"]]
+    width = max([len("class"), *(len(label) for label in labels)])
+    lines = ["Area-adjusted accuracy and area estimates (Olofsson et al. 2014)",
+             f"Design assumed: {DESIGN}.",
+             f"Pixel area: {result['pixel_area']:g} {unit}; mapped area: "
+             f"{result['total_area']:,.2f} {unit}; validation pixels: {result['n_samples']}", "",
+             f"{'class':<{width}}  {'mapped (' + unit + ')':>14}  "
+             f"{'adjusted (' + unit + ') +- 95 % CI':>30}  {'UA +- 95 % CI':>16}  "
+             f"{'PA +- 95 % CI':>16}"]
+    for label, entry in zip(labels, result["per_class"]):
+        lines.append(
+            f"{label:<{width}}  {entry['mapped_area']:>14,.2f}  "
+            f"{_value(entry['area'], entry['area_ci95'], 2, 30, thousands=True)}  "
+            f"{_value(entry['users_accuracy'], entry['users_accuracy_ci95'], 3, 16)}  "
+            f"{_value(entry['producers_accuracy'], entry['producers_accuracy_ci95'], 3, 16)}")
+    lines += ["", "Overall accuracy (area-weighted): "
+              + _value(result["overall_accuracy"], result["overall_accuracy_ci95"], 3, 0)
+              .strip() + " (95 % CI)"]
+    lines += [f"Warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _spread_text(figure: dict, digits: int, thousands: bool = False) -> str:
+    if figure["mean"] is None:
+        return "n/a"
+    spec = f"{',' if thousands else ''}.{digits}f"
+    text = format(figure["mean"], spec)
+    if figure["ci95"] is not None:
+        text += " +- " + format(figure["ci95"], spec)
+    return text
+
+
+def format_area_summary(summary: dict, names: dict[int, str] | None = None,
+                        unit: str = "ha") -> str:
+    """Text of a `combine_runs` result: the area-weighted OA and each class's adjusted area,
+    user's and producer's accuracy as mean +- Student t 95 % CI half-width over the runs."""
+    names = names or {}
+    runs = summary["n_runs"]
+    labels = [str(names.get(e["code"], e["code"])) for e in summary["per_class"]]
+    width = max([len("class"), *(len(label) for label in labels)])
+    lines = [f"Area-adjusted estimates over {runs} run{'s' if runs > 1 else ''} "
+             "(mean +- 95 % CI over the runs; Olofsson et al. 2014)", "",
+             "OA (area-weighted) = " + _spread_text(summary["overall_accuracy"], 3), "",
+             f"{'class':<{width}}  {'adjusted area (' + unit + ')':>26}  {'UA':>16}  "
+             f"{'PA':>16}"]
+    for label, entry in zip(labels, summary["per_class"]):
+        lines.append(f"{label:<{width}}  {_spread_text(entry['area'], 2, True):>26}  "
+                     f"{_spread_text(entry['users_accuracy'], 3):>16}  "
+                     f"{_spread_text(entry['producers_accuracy'], 3):>16}")
+    return "\n".join(lines) + "\n"

@@ -176,3 +176,43 @@ def majority_filter(labels: np.ndarray, radius: int | tuple[int, int] = 1,
     if isolated_threshold is not None:
         result = np.where(own > isolated_threshold, centre, result)
     return np.where(centre == nodata, nodata, result).astype(labels.dtype)
+
+
+def labels_from_probabilities(probs: np.ndarray, codes: list[int] | np.ndarray,
+                              scale: float = PROBA_SCALE, nodata: int = PROBA_NODATA,
+                              dtype=np.uint16) -> np.ndarray:
+    """(h, w) class codes of a (C, h, w) probability block: codes[c] of the highest
+    probability (the first class on ties), 0 where the pixel is nodata.
+
+    probs: uint16 x `scale` (`nodata` where missing) or float (NaN where missing); the
+    smoothed probabilities of `bayes_smooth` need not sum to 1, only their order counts."""
+    probs = np.asarray(probs)
+    codes = np.asarray(codes)
+    if probs.ndim != 3 or probs.shape[0] != codes.size:
+        raise ValueError(f"probabilities {probs.shape} for {codes.size} classes")
+    if np.issubdtype(probs.dtype, np.integer):
+        missing = (probs == nodata).any(axis=0)
+        best = np.argmax(np.where(missing, 0, probs), axis=0)
+    else:
+        missing = np.isnan(probs).any(axis=0)
+        best = np.argmax(np.where(missing, 0.0, probs), axis=0)
+    return np.where(missing, 0, codes[best]).astype(dtype)
+
+
+def isolated_pixels(labels: np.ndarray, halo: int = 1, nodata: int = 0) -> np.ndarray:
+    """int64 (1,): the pixels of the (h, w) core of a padded (H, W) class block (`halo` >= 1
+    rows and columns of context on each side) that are not nodata and differ from each of
+    their 8 neighbours (salt-and-pepper). Neighbours past the image edge are given as
+    `nodata` (the pad), so they count as different."""
+    labels = np.asarray(labels)
+    halo = _halo(halo, 1)
+    h, w = _core_shape(labels.shape, halo)
+    region = labels[halo - 1:halo + h + 1, halo - 1:halo + w + 1]
+    centre = region[1:h + 1, 1:w + 1]
+    alone = centre != nodata
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy == 1 and dx == 1:
+                continue
+            alone &= region[dy:dy + h, dx:dx + w] != centre
+    return np.array([int(alone.sum())], np.int64)

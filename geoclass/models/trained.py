@@ -15,7 +15,7 @@ from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.errors import InputError
 from geoclass.kernels import fastboost, fastforest
-from geoclass.store import sha256_of
+from geoclass.store import RunStore, sha256_of
 
 
 @dataclass
@@ -52,6 +52,12 @@ class TrainedModel:
 def save_model(model: TrainedModel, path: Path) -> str:
     """Save a model atomically; returns the file's SHA-256 (for the manifest)."""
     model.compiled = None
+    # joblib (pickle) runs code when loading, hence the SHA-256 check in load_model. skops
+    # (no code at load, an allow-list of types) was tried: it carries scikit-learn's
+    # estimators (forests, SVM pipelines, histogram boosting: same probabilities) and this
+    # class once trusted by name, but not the torch models nor the xgboost/lightgbm
+    # wrappers, which it can only load by trusting their types (pickle's trust again); one
+    # format for every model, checked by its hash, was kept (README, RESULTS.md: issue 20).
     with atomic_output(path) as tmp:
         joblib.dump(model, tmp)
         digest = sha256_of(tmp)
@@ -59,11 +65,14 @@ def save_model(model: TrainedModel, path: Path) -> str:
 
 
 def load_model(path: str | Path, sha256: str | None = None, fast: bool = True) -> TrainedModel:
-    """Load a saved model, refusing a file whose SHA-256 is not `sha256` (when given);
-    `fast`: compile its fast predictor."""
+    """Load a saved model, refusing a file whose SHA-256 is not `sha256` (default: the one
+    the train step recorded for it in its run's `manifests/train.json`, when it is one of that
+    run's models); `fast`: compile its fast predictor."""
     path = fs.as_path(path)
     if not path.exists():
         raise InputError([f"{path}: no such model; run geoclass train first"])
+    if sha256 is None and len(path.resolve().parents) > 1:  # <run>/model/<file>
+        sha256 = RunStore(path.resolve().parents[1]).recorded_sha256(path)
     if sha256 is not None and sha256_of(path) != sha256:
         raise InputError([f"{path}: this model file changed after training (its SHA-256 is "
                           "not the one recorded in manifests/train.json): it may have been "

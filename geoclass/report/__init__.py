@@ -156,15 +156,39 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _context(title, settings, classes, map_path, runs, summary, fusion, areas,
-             warnings) -> dict:
+def _spread(figure: dict, digits: int = 3) -> str:
+    """'12.30 ± 1.20' from a mean / ci95 spread ('–' when missing)."""
+    if figure.get("mean") is None:
+        return "–"
+    if figure.get("ci95") is None:
+        return _num(figure["mean"], digits)
+    return f"{_num(figure['mean'], digits)} ± {_num(figure['ci95'], digits)}"
+
+
+def _adjusted_rows(adjusted: dict, names: dict, swatch: dict) -> list[dict]:
+    rows = []
+    for e in adjusted["per_class"]:
+        code = int(e["code"])
+        rows.append({"code": code, "name": names.get(code, f"class {code}"),
+                     "color": swatch.get(code, "#808080"),
+                     "mapped": e["mapped_area"], "adjusted": _num(e["area"], 2),
+                     "adjusted_ci": _num(e["area_ci95"], 2),
+                     "ua": _num(e["users_accuracy"]), "ua_ci": _num(e["users_accuracy_ci95"]),
+                     "pa": _num(e["producers_accuracy"]),
+                     "pa_ci": _num(e["producers_accuracy_ci95"]), "n": e["n_samples"]})
+    return rows
+
+
+def _context(title, settings, classes, map_path, runs, summary, fusion, areas, warnings,
+             extra) -> dict:
     """What the template shows, as plain values (jinja2 escapes every one of them)."""
     colors = figures.class_colors(classes)
     names = {int(c["code"]): str(c["name"]) for c in classes}
     swatch = {code: figures.hex_color(rgb) for code, rgb in colors.items()}
     total = sum(areas.values())
+    unit = extra.get("area_unit") or "ha"
     context = {
-        "title": title, "css": CSS, "warnings": warnings,
+        "title": title, "css": CSS, "warnings": warnings, "version": extra.get("version"),
         "stamp": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "headlines": _headlines(summary, fusion, runs),
         "settings": yaml.safe_dump(_plain(settings), sort_keys=False, allow_unicode=True),
@@ -172,14 +196,30 @@ def _context(title, settings, classes, map_path, runs, summary, fusion, areas,
                    "color": swatch.get(code, "#808080"), "hectares": hectares,
                    "share": 100 * hectares / total if total else 0.0}
                   for code, hectares in areas.items()],
-        "total_area": total, "map_figure": None, "runs": [],
+        "total_area": total, "area_unit": unit, "map_figure": None, "runs": [],
+        "area_source": extra.get("area_source"), "area_design": extra.get("area_design"),
     }
-    if areas:
+    adjusted = extra.get("adjusted_areas")
+    if adjusted:
+        context["adjusted"] = _adjusted_rows(adjusted, names, swatch)
+        context["adjusted_oa"] = _num(adjusted.get("overall_accuracy"))
+        context["adjusted_oa_ci"] = _num(adjusted.get("overall_accuracy_ci95"))
+        context["adjusted_warnings"] = adjusted.get("warnings") or []
+        context["areas_figure"] = figures.adjusted_areas_figure(adjusted["per_class"], names,
+                                                                colors, unit)
+    elif areas:
         context["areas_figure"] = figures.areas_figure(areas, names, colors)
     if map_path is not None:
         codes, nodata = quicklook(Path(map_path))
         context["map_figure"] = figures.map_figure(codes, nodata, classes, colors)
         context["map_source"] = Path(map_path).name
+    uncertainty = extra.get("uncertainty_path")
+    if uncertainty is not None and Path(uncertainty).exists():
+        values, nodata = quicklook(Path(uncertainty))
+        measure = extra.get("uncertainty_measure") or "entropy"
+        context["uncertainty_figure"] = figures.uncertainty_figure(values, nodata, measure)
+        context["uncertainty_source"] = Path(uncertainty).name
+        context["uncertainty_measure"] = measure
     if runs:
         stats = figures.per_class_stats(runs)
         context.update(
@@ -195,16 +235,69 @@ def _context(title, settings, classes, map_path, runs, summary, fusion, areas,
                         "recall": _num(figures.mean(s["recall"])),
                         "f1": _num(figures.mean(s["f1"])), "f1_std": _num(figures.std(s["f1"])),
                         "support": _num(np.mean(s["support"]), 0)} for s in stats])
+    if fusion and extra.get("fusion_confusion") is not None:
+        labels = [str(p["name"]) for p in fusion.get("per_class") or []] or \
+            [str(c["name"]) for c in classes]
+        context["fusion_confusion_figure"] = figures.confusion_figure(
+            extra["fusion_confusion"], labels)
+    smoothed = extra.get("smoothed")
+    if smoothed:
+        raw = {r["run"]: r for r in runs}
+        context["smoothing_method"] = smoothed["method"]
+        context["smoothed"] = [
+            {"run": s["run"], "oa": _num(raw.get(s["run"], {}).get("scores", {})
+                                         .get("overall_accuracy")),
+             "oa_smoothed": _num(s["scores"].get("overall_accuracy")),
+             "isolated": raw.get(s["run"], {}).get("isolated_pixels", "–"),
+             "isolated_smoothed": s.get("isolated_pixels", "–")} for s in smoothed["runs"]]
+    over_runs = extra.get("area_summary")
+    if over_runs and over_runs.get("n_runs", 0) > 1:
+        context["area_runs"] = over_runs["n_runs"]
+        context["area_oa_runs"] = _spread(over_runs["overall_accuracy"])
+        context["areas_over_runs"] = [
+            {"code": int(e["code"]), "name": names.get(int(e["code"]), f"class {e['code']}"),
+             "color": swatch.get(int(e["code"]), "#808080"),
+             "area": _spread(e["area"], 2), "ua": _spread(e["users_accuracy"]),
+             "pa": _spread(e["producers_accuracy"])} for e in over_runs["per_class"]]
+    counts = extra.get("sample_counts")
+    if counts:
+        context["sample_runs"] = counts["runs"]
+        context["samples"] = [{**row, "color": swatch.get(row["code"], "#808080"),
+                               "name": names.get(row["code"], f"class {row['code']}")}
+                              for row in counts["per_class"]]
     return context
 
 
 def write_report(path: Path, *, title: str, settings: dict, classes: list[dict],
                  map_path: Path | None, runs: list[dict], summary: dict | None,
-                 fusion: dict | None, areas: dict[int, float], warnings: list[str]) -> Path:
+                 fusion: dict | None, areas: dict[int, float], warnings: list[str],
+                 adjusted_areas: dict | None = None, area_unit: str = "ha",
+                 area_source: str | None = None, area_design: str | None = None,
+                 uncertainty_path: Path | None = None, uncertainty_measure: str | None = None,
+                 fusion_confusion: list | None = None, smoothed: dict | None = None,
+                 sample_counts: dict | None = None, version: str | None = None,
+                 area_summary: dict | None = None) -> Path:
     """Write the run's self-contained HTML report (inline CSS, base64 PNG figures) atomically,
-    from the jinja2 template `page.html.j2`."""
+    from the jinja2 template `page.html.j2`.
+
+    `areas`: code -> mapped area of the map `map_path`. Optional sections: adjusted_areas
+    (an `area_adjusted_accuracy` result of that map), area_unit ("ha"), area_source (which
+    map the quicklook and areas come from, in words), area_design (the validation design the
+    estimates assume), uncertainty_path and uncertainty_measure (an uncertainty COG for a
+    quicklook), fusion_confusion (the fused map's matrix), smoothed ({method, runs: [{run,
+    scores, isolated_pixels}]}, `runs` holding the unsmoothed maps' isolated_pixels),
+    sample_counts ({runs, per_class: [{code, learn: [per run], validation: [per run]}]}),
+    version (geoclass's), area_summary (a `combine_runs` result: the runs' adjusted areas,
+    mean +- 95 % CI)."""
+    extra = {"adjusted_areas": adjusted_areas, "area_unit": area_unit,
+             "area_source": area_source, "area_design": area_design,
+             "uncertainty_path": uncertainty_path, "uncertainty_measure": uncertainty_measure,
+             "fusion_confusion": fusion_confusion, "smoothed": smoothed,
+             "sample_counts": sample_counts, "version": version,
+             "area_summary": area_summary}
     page = TEMPLATES.get_template("page.html.j2").render(
-        **_context(title, settings, classes, map_path, runs, summary, fusion, areas, warnings))
+        **_context(title, settings, classes, map_path, runs, summary, fusion, areas, warnings,
+                   extra))
     path = Path(path)
     with atomic_output(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

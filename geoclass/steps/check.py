@@ -194,7 +194,8 @@ def check_inputs(config: Config) -> CheckReport:
     _check_reference(config, report, [s.grid for s in sources.values()] or None, names)
     report.problems += classifier_problems(config.models)
     if names is not None and report.ok:
-        report.shape = _cube_shape(sources, dates, names, report.labels)
+        report.shape = _cube_shape(sources, dates, names, report.labels,
+                                   _smoothing_halo(config))
     if wanted and names is not None:
         try:
             segmentation_features(chain.autocontext_features, names)
@@ -203,13 +204,19 @@ def check_inputs(config: Config) -> CheckReport:
     return report
 
 
-def _cube_shape(sources, dates, names, labels) -> CubeShape:
+def _smoothing_halo(config: Config) -> int:
+    smoothing = config.classification.smoothing
+    return smoothing.window_size // 2 if smoothing.method == "bayes" else 0
+
+
+def _cube_shape(sources, dates, names, labels, smoothing_halo: int = 0) -> CubeShape:
     series = [s for src in sources.values() for s in src.series]
     return CubeShape(dates=max((len(s.dates) for s in series), default=0),
                      bands=max((len(s.band_names) for s in series), default=0),
                      grid_dates=max((len(d) for d in dates.values()), default=0),
                      features=len(names), classes=max(len(labels), 2),
-                     tile_side=max(max(src.grid.shape) for src in sources.values()))
+                     tile_side=max(max(src.grid.shape) for src in sources.values()),
+                     smoothing_halo=smoothing_halo)
 
 
 def run(config: Config, store=None, force: bool = False) -> CheckReport:

@@ -26,9 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def settings(config: Config) -> dict:
-    return {"classification": config.classification.model_dump(
-                mode="json", include={"enable_probability_map", "boundary_fusion"}),
-            "chunk": config.dask.chunk_size, "fast": fast_path()}
+    options = config.classification
+    values = {"classification": options.model_dump(
+                  mode="json", include={"enable_probability_map", "boundary_fusion"}),
+              "chunk": config.dask.chunk_size, "fast": fast_path()}
+    if options.needs_probabilities and not options.enable_probability_map:
+        values["probabilities"] = True  # kept for the uncertainty maps or the smoothing
+    return values
 
 
 def outputs(config: Config, store: RunStore, record) -> list[Path]:
@@ -68,7 +72,7 @@ def tile_maps(config: Config, store: RunStore, run: int, models=None) -> dict:
         regions = tile_regions(polygons, grid)
         result = classify_tile(cube, regions, refs, table.codes, fusion, context, names,
                                fast_path())
-        if not config.classification.enable_probability_map:
+        if not config.classification.needs_probabilities:
             result = result.drop_vars("probabilities")
         out[tile] = result
     return out

@@ -34,17 +34,30 @@ def cube_settings(config: Config, dates) -> dict:
     }
 
 
+def _stamps(config: Config) -> tuple[dict, dict]:
+    """Each tile's sources, and the stamp its cube is made from (its files and settings)."""
+    sources = tile_sources(config)
+    settings = cube_settings(config, sensor_dates(config, sources))
+    return sources, {tile: fingerprint(src.files(), settings) for tile, src in sources.items()}
+
+
+def current(config: Config, store: RunStore) -> bool:
+    """Whether every tile's cube exists and was made from its present files and settings."""
+    _, stamps = _stamps(config)
+    return all(store.cube(tile).exists() and store.item_stamp("cubes", tile) == stamp
+               for tile, stamp in stamps.items())
+
+
 def run(config: Config, store: RunStore, force: bool = False) -> Cubes:
     """Store the cube of every tile (`cubes/<TILE>.zarr`), block by block on the cluster,
     atomically; a tile whose inputs and settings did not change keeps its cube (a run killed
     half-way resumes with the tiles it finished)."""
-    sources = tile_sources(config)
+    sources, stamps = _stamps(config)
     dates = sensor_dates(config, sources)
-    settings = cube_settings(config, dates)
     paths = Cubes()
     for tile, src in sources.items():
         path = store.cube(tile)
-        stamp = fingerprint(src.files(), settings)
+        stamp = stamps[tile]
         if not force and path.exists() and store.item_stamp("cubes", tile) == stamp:
             log.info("cube of %s is up to date: %s", tile, path)
         else:

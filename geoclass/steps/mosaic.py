@@ -1,6 +1,8 @@
 """The mosaic step: every run's tile maps merged block by block onto one grid in `chain.proj`
 (tiles in another CRS warped; where tiles overlap the higher confidence wins), the pixel
-validity, the fusion of runs, and the final COGs under iota2's names in `final/`."""
+validity, the fusion of runs, and the final COGs under iota2's names in `final/`; with them
+the uncertainty maps, the smoothed maps (block by block with an overlap) and, next to every
+class map, its QGIS style and GDAL attribute table."""
 
 from __future__ import annotations
 
@@ -13,41 +15,80 @@ from rasterio.warp import Resampling
 
 from geoclass import fs, lazy
 from geoclass.classes import ClassTable
-from geoclass.config import Config
+from geoclass.config import Config, Smoothing
+from geoclass.errors import InputError
 from geoclass.grid import TileGrid, crs_label
 from geoclass.io.cog import write_cog
+from geoclass.io.qgis import write_class_styles
 from geoclass.io.regrid import TileMap, read_onto
 from geoclass.kernels.fusion import dempster_shafer, majority_vote, mob_masses
 from geoclass.kernels.merge import PROBA_NODATA, VALIDITY_NODATA, merge_maps, merge_validity
 from geoclass.kernels.scores import confusion_matrix
+from geoclass.kernels.uncertainty import UNCERTAINTY_NODATA, UNCERTAINTY_SCALE
 from geoclass.store import Maps, RunStore
-from geoclass.views.maps import map_values_at, output_grid, tile_grids
+from geoclass.views.maps import (
+    bayes_smoothed,
+    class_counts,
+    labels_of,
+    majority_smoothed,
+    map_values_at,
+    output_grid,
+    tile_grids,
+    uncertainty_map,
+)
 
 log = logging.getLogger(__name__)
 
 UNDECIDED_COLOR = (128, 128, 128)
+UNDECIDED_NAME = "undecided"
 
 
 def settings(config: Config) -> dict:
+    options = config.classification
     return {"proj": config.chain.proj, "chunk": config.dask.chunk_size,
-            "merge": config.classification.merge_final_classifications.model_dump(mode="json"),
-            "probabilities": config.classification.enable_probability_map}
+            "merge": options.merge_final_classifications.model_dump(mode="json"),
+            "probabilities": options.enable_probability_map,
+            "keep_probabilities": options.needs_probabilities,
+            "uncertainty": list(options.uncertainty),
+            "smoothing": options.smoothing.model_dump(mode="json")}
 
 
 def _fusion_wanted(config: Config) -> bool:
     return config.classification.merge_final_classifications.enable and config.chain.runs > 1
 
 
-def outputs(config: Config, store: RunStore, record=None) -> list[Path]:
+def class_maps(config: Config, store: RunStore) -> list[Path]:
+    """The class-map COGs (each gets a QGIS style and an attribute table)."""
+    final, runs = store.final, range(config.chain.runs)
+    paths = [final / f"Classif_Seed_{r}.tif" for r in runs]
+    if config.classification.smoothing.method:
+        paths += [store.smoothed_cog(r) for r in runs]
+    if _fusion_wanted(config):
+        paths.append(final / "Classifications_fusion.tif")
+    return paths
+
+
+def cogs(config: Config, store: RunStore) -> list[Path]:
+    """Every COG the step writes."""
+    options = config.classification
     final, runs = store.final, range(config.chain.runs)
     paths = [final / f"Classif_Seed_{r}.tif" for r in runs]
     paths += [final / f"Confidence_Seed_{r}.tif" for r in runs]
     paths.append(final / "PixelsValidity.tif")
-    if config.classification.enable_probability_map:
+    if options.enable_probability_map:
         paths += [final / f"ProbabilityMap_Seed_{r}.tif" for r in runs]
+    paths += [store.uncertainty_cog(m, r) for r in runs for m in options.uncertainty]
+    if options.smoothing.method:
+        paths += [store.smoothed_cog(r) for r in runs]
+        if options.smoothing.method == "bayes" and options.enable_probability_map:
+            paths += [store.smoothed_probability_cog(r) for r in runs]
     if _fusion_wanted(config):
         paths.append(final / "Classifications_fusion.tif")
     return paths
+
+
+def outputs(config: Config, store: RunStore, record=None) -> list[Path]:
+    return cogs(config, store) + [p for m in class_maps(config, store) for p in store.styles(m)]
 
 
 # --- lazy mosaics ------------------------------------------------------------------------------
@@ -94,12 +135,25 @@ def _class_dtype(codes) -> np.dtype:
     return np.dtype(np.uint8 if max(codes) <= 255 else np.uint16)
 
 
-def classification_cog(path: Path, source, grid: TileGrid, table: ClassTable,
+def classification_cog(path: Path, mosaic: Path, grid: TileGrid, table: ClassTable,
                        extra: dict[int, tuple] | None = None) -> None:
+    """A class-map COG from a stored mosaic's `classification` (palette, class names in the
+    metadata), its QGIS style (<name>.qml) and its GDAL attribute table with pixel counts
+    (<name>.tif.aux.xml). `extra`: code -> colour of labels outside the classes (undecided)."""
     colors = {**table.colors, **(extra or {})}
     names = {f"CLASS_{c.code}": c.name for c in table.classes}
-    write_cog(path, source, grid, nodata=0, dtype=_class_dtype(colors), colormap=colors,
-              descriptions=["classification"], metadata=names)
+    write_cog(path, lazy.stored_array(mosaic, "classification"), grid, nodata=0,
+              dtype=_class_dtype(colors), colormap=colors, descriptions=["classification"],
+              metadata=names)
+    styles = [(c.code, c.name, c.color) for c in table.classes]
+    styles += [(code, UNDECIDED_NAME, color) for code, color in (extra or {}).items()
+               if code not in table.codes]
+    codes = [code for code, _, _ in styles]
+    counts, = lazy.compute_all([class_counts(lazy.read_zarr(mosaic, "classification"), codes)],
+                               label=f"class counts of {path.name}")
+    for stale in RunStore.styles(path):  # a previous map's sidecar describes another raster
+        stale.unlink(missing_ok=True)
+    write_class_styles(path, styles, counts=dict(zip(codes, counts.tolist())))
 
 
 def run(config: Config, store: RunStore, force: bool = False) -> Maps:
@@ -107,7 +161,8 @@ def run(config: Config, store: RunStore, force: bool = False) -> Maps:
     grids = tile_grids(config.chain.list_tile, store)
     grid = output_grid(grids, config.chain.proj, config.dask.chunk_size)
     table = store.class_table()
-    probabilities = config.classification.enable_probability_map
+    options = config.classification
+    probabilities = options.needs_probabilities
     log.info("mosaic grid: %d x %d px in %s", grid.width, grid.height, crs_label(grid.crs))
     for run_number in range(config.chain.runs):
         tiles = [TileMap(str(store.tile_map(t, run_number)), grids[t])
@@ -116,8 +171,19 @@ def run(config: Config, store: RunStore, force: bool = False) -> Maps:
         bands = {"classification": stacked[0], "confidence": stacked[1]}
         if probabilities:
             bands["probabilities"] = stacked[2:]
+        for measure in options.uncertainty:  # from the same blocks, in the same pass
+            bands[f"uncertainty_{measure}"] = uncertainty_map(stacked[2:], measure)
         mosaic = lazy.write_zarr(bands, store.mosaic(run_number), f"mosaic of run {run_number}")
-        _run_cogs(store.final, run_number, mosaic, grid, table, probabilities)
+        _run_cogs(store, run_number, mosaic, grid, table, options.enable_probability_map)
+        for measure in options.uncertainty:
+            write_cog(store.uncertainty_cog(measure, run_number),
+                      lazy.stored_array(mosaic, f"uncertainty_{measure}"), grid,
+                      nodata=UNCERTAINTY_NODATA, dtype=np.uint16, scale=1 / UNCERTAINTY_SCALE,
+                      descriptions=[f"{measure} uncertainty (0-1)"],
+                      overview_resampling="average")
+        if options.smoothing.method:
+            smooth_run(options.smoothing, store, run_number, grid, table,
+                       options.enable_probability_map)
     cubes = [TileMap(str(store.cube(t)), grids[t]) for t in config.chain.list_tile]
     validity = lazy.write_zarr({"validity": lazy_validity(cubes, grid)},
                                store.mosaic("validity"), "pixel validity")
@@ -126,13 +192,13 @@ def run(config: Config, store: RunStore, force: bool = False) -> Maps:
               overview_resampling="nearest")
     if _fusion_wanted(config):
         fuse_runs(config, store, grid, grids, table)
-    return Maps(outputs(config, store))
+    return Maps(cogs(config, store))
 
 
-def _run_cogs(final: Path, run: int, mosaic: Path, grid: TileGrid, table: ClassTable,
+def _run_cogs(store: RunStore, run: int, mosaic: Path, grid: TileGrid, table: ClassTable,
               probabilities: bool) -> None:
-    classification_cog(final / f"Classif_Seed_{run}.tif",
-                       lazy.stored_array(mosaic, "classification"), grid, table)
+    final = store.final
+    classification_cog(final / f"Classif_Seed_{run}.tif", mosaic, grid, table)
     write_cog(final / f"Confidence_Seed_{run}.tif", lazy.stored_array(mosaic, "confidence"),
               grid, nodata=0, dtype=np.uint8, descriptions=["confidence (%)"],
               overview_resampling="average")
@@ -141,6 +207,54 @@ def _run_cogs(final: Path, run: int, mosaic: Path, grid: TileGrid, table: ClassT
                   lazy.stored_array(mosaic, "probabilities"), grid, nodata=PROBA_NODATA,
                   scale=0.001, descriptions=[c.name for c in table.classes],
                   overview_resampling="average")
+
+
+def smoothness_per_class(smoothness: float | dict[str, float], table: ClassTable,
+                         default: float = 20.0) -> float | list[float]:
+    """`smoothing.smoothness` as one value, or one per class in code order from a mapping of
+    class names, labels or codes (classes left out get `default`, sits' value)."""
+    if not isinstance(smoothness, dict):
+        return float(smoothness)
+    keys = {}
+    for info in table.classes:
+        for key in (info.name, info.user_label, str(info.code)):
+            keys.setdefault(str(key), info.code)
+    unknown = [k for k in smoothness if str(k) not in keys]
+    if unknown:
+        raise InputError([f"classification.smoothing.smoothness: unknown classes {unknown}; "
+                          f"the classes are {[c.name for c in table.classes]}"])
+    by_code = {keys[str(k)]: float(v) for k, v in smoothness.items()}
+    return [by_code.get(code, default) for code in table.codes]
+
+
+def smooth_run(options: Smoothing, store: RunStore, run: int, grid: TileGrid,
+               table: ClassTable, probability_cog: bool) -> Path:
+    """The smoothed map of a run, from its stored mosaic, block by block with an overlap
+    (results independent of the chunks): Bayesian smoothing of the probabilities then the
+    most probable class, or the majority filter of the class map. Writes
+    mosaic/seed_<run>_smoothed.zarr, Classif_Smoothed_Seed_<run>.tif (+ style) and, for
+    the Bayesian smoothing with probability maps, ProbabilityMap_Smoothed_Seed_<run>.tif."""
+    source = store.mosaic(run)
+    extra = None
+    if options.method == "bayes":
+        smoothed = bayes_smoothed(lazy.read_zarr(source, "probabilities"), options.window_size,
+                                  options.neigh_fraction,
+                                  smoothness_per_class(options.smoothness, table))
+        arrays = {"classification": labels_of(smoothed, table.codes), "probabilities": smoothed}
+    else:
+        arrays = {"classification": majority_smoothed(
+            lazy.read_zarr(source, "classification"), options.radius, options.undecided_label,
+            options.isolated_threshold)}
+        if options.undecided_label is not None:
+            extra = {options.undecided_label: UNDECIDED_COLOR}
+    mosaic = lazy.write_zarr(arrays, store.smoothed_mosaic(run),
+                             f"{options.method} smoothing of run {run}")
+    classification_cog(store.smoothed_cog(run), mosaic, grid, table, extra)
+    if options.method == "bayes" and probability_cog:
+        write_cog(store.smoothed_probability_cog(run), lazy.stored_array(mosaic, "probabilities"),
+                  grid, nodata=PROBA_NODATA, scale=0.001,
+                  descriptions=[c.name for c in table.classes], overview_resampling="average")
+    return mosaic
 
 
 def run_confusion(config: Config, store: RunStore, run: int | str, grid: TileGrid,
@@ -177,5 +291,5 @@ def fuse_runs(config: Config, store: RunStore, grid: TileGrid, grids: dict[str, 
     mosaic = lazy.write_zarr({"classification": fused}, store.mosaic("fusion"), "fusion of runs")
     extra = {options.undecided_label: UNDECIDED_COLOR} if options.undecided_label else None
     path = store.final / "Classifications_fusion.tif"
-    classification_cog(path, lazy.stored_array(mosaic, "classification"), grid, table, extra)
+    classification_cog(path, mosaic, grid, table, extra)
     return path

@@ -1,12 +1,17 @@
-"""The report step: `final/report.html` (settings, map quicklook with legend, accuracy, class
-areas, warnings) and `final/warnings.txt`, what a user should know about the finished run."""
+"""The report step: `final/report.html` (settings, map and uncertainty quicklooks, accuracy,
+mapped and area-adjusted class areas, smoothed maps, samples per class, warnings) and
+`final/warnings.txt`, what a user should know about the finished run."""
 
 from __future__ import annotations
 
 import json
 import logging
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
+
+import geoclass
 from geoclass import lazy
 from geoclass.atomic import write_text_atomic
 from geoclass.config import Config
@@ -56,22 +61,60 @@ def read_warnings(store: RunStore) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
+def geoclass_version() -> str:
+    try:
+        return version("geoclass")
+    except PackageNotFoundError:
+        return geoclass.__version__
+
+
+def sample_counts(config: Config, store: RunStore, codes: list[int]) -> dict:
+    """Learning and validation pixels of each class in each run (the code column only)."""
+    runs = list(range(config.chain.runs))
+    table = {code: {"code": code, "learn": [], "validation": []} for code in codes}
+    for run in runs:
+        for kind in ("learn", "validation"):
+            found = pd.read_parquet(store.samples(run, kind), columns=["code"])["code"]
+            counts = found.value_counts()
+            for code in codes:
+                table[code][kind].append(int(counts.get(code, 0)))
+    return {"runs": runs, "per_class": list(table.values())}
+
+
 def run(config: Config, store: RunStore, force: bool = False) -> Path:
     """Write the report (and the warnings, also logged)."""
     metrics = json.loads((store.final / "metrics.json").read_text())
     table = store.class_table()
     fused = store.final / "Classifications_fusion.tif"
-    map_path = fused if fused.exists() else store.final / "Classif_Seed_0.tif"
+    if fused.exists() and metrics.get("fusion"):
+        map_path, source = fused, metrics["fusion"]
+        which = f"{fused.name}, the fusion of the {config.chain.runs} runs"
+    else:
+        map_path, source = store.final / "Classif_Seed_0.tif", metrics["runs"][0]
+        which = f"{map_path.name}, the map of run 0"
+    adjusted = source.get("areas")
+    if adjusted:
+        areas = {e["code"]: e["mapped_area"] for e in adjusted["per_class"]}
+    else:
+        areas = class_areas(map_path, table.codes)
+    uncertainty = config.classification.uncertainty
     classes = [{"code": c.code, "name": c.name, "color": list(c.color)} for c in table.classes]
     warnings = run_warnings(config, store, metrics)
     for warning in warnings:
         log.warning(warning)
+    fusion = metrics.get("fusion") or {}
     page = write_report(
         store.final / "report.html", title=f"geoclass report: {store.root.name}",
         settings=config.model_dump(mode="json", by_alias=True, exclude_none=True),
         classes=classes, map_path=map_path, runs=metrics["runs"],
         summary=metrics["summary"] if config.chain.runs > 1 else None,
-        fusion=(metrics["fusion"] or {}).get("scores"),
-        areas=class_areas(map_path, table.codes), warnings=warnings)
+        fusion=fusion.get("scores"), areas=areas, warnings=warnings,
+        adjusted_areas=adjusted, area_unit=metrics.get("area_unit", "ha"), area_source=which,
+        area_design=metrics.get("area_design"),
+        uncertainty_path=store.uncertainty_cog(uncertainty[0], 0) if uncertainty else None,
+        uncertainty_measure=uncertainty[0] if uncertainty else None,
+        fusion_confusion=fusion.get("confusion"), smoothed=metrics.get("smoothed"),
+        sample_counts=sample_counts(config, store, table.codes), version=geoclass_version(),
+        area_summary=metrics["summary"].get("areas"))
     write_text_atomic(store.final / WARNINGS, "".join(f"{w}\n" for w in warnings))
     return page

@@ -1,5 +1,6 @@
 """`geoclass demo`: a generated scene and the whole chain on it, with the features users look
-for switched on (2 runs, probability maps, boundary fusion, fusion of runs)."""
+for switched on (2 runs, probability maps, boundary fusion, fusion of runs, uncertainty
+maps, Bayesian smoothing)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ DEMO_SETTINGS = {
         "boundary_fusion": {"enable": True, "interior_buffer_size": 100,
                             "exterior_buffer_size": 100},
         "merge_final_classifications": {"enable": True, "method": "majorityvoting"},
+        "uncertainty": ["entropy", "margin"],
+        "smoothing": {"method": "bayes"},
     },
 }
 

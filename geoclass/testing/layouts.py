@@ -20,6 +20,7 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_geom
+from rasterio.windows import Window
 
 from geoclass.testing import scene as base
 
@@ -484,8 +485,8 @@ def ndvi_table(scene, dates: list[dt.date], count: int):
             wanted[cls] -= 1
             picks.append((k, row, col, parcel))
     parcels = np.array([p[3] for p in picks])
-    textures = {k: base.texture(scene.seed, k, scene.size) for k in {p[0] for p in picks}}
-    tex = np.array([textures[k][row, col] for k, row, col, _ in picks], np.float32)
+    tex = np.array([base.texture_window(scene.seed, k, Window(col, row, 1, 1))[0, 0]
+                    for k, row, col, _ in picks], np.float32)  # the texture at the pixel only
     red, nir = base.BANDS.index("B4"), base.BANDS.index("B8")
     columns = {}
     for d, date in enumerate(dates):

@@ -1,16 +1,25 @@
 """The synthetic scene itself: tiles in UTM, regions, parcels with per-class phenology, their
-spectra, texture, clouds and swath edges (shared by every writer: synth.py, layouts.py)."""
+spectra, texture, clouds and swath edges (shared by every writer: synth.py, layouts.py).
+
+Every raster layer is computed window by window (`tile_windows`: blocks of `WINDOW` pixels,
+fixed whatever the tile size), so generating a tile takes memory bounded by the window, not by
+the tile; a layer's value at a pixel does not depend on the window it is computed in (texture
+from counter-based noise, clouds sampled from a coarse field), and the full-tile functions
+(`parcel_ids`, `texture`, `clouds`, `swath_edge`) assemble those windows."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import shapely
 from affine import Affine
 from rasterio.features import rasterize
-from scipy.ndimage import gaussian_filter, shift, zoom
+from rasterio.windows import Window
+from scipy.ndimage import gaussian_filter, shift
 from scipy.spatial import cKDTree
 
 from geoclass.errors import GeoclassError
@@ -26,6 +35,7 @@ SHADOW_BITS = 0b0010_0001  # MUSCATE CLM: any cloud or shadow (bit 0) | cloud sh
 PARCEL_AREA = 26.0**2  # mean Voronoi parcel area, pixels
 GT_FRACTION = 0.4  # share of the parcels that become ground-truth polygons
 MAX_DATES = 72
+WINDOW = 1024  # side of the generation windows, px (even: 20 m bands are 2x2 means of them)
 FORMATS = ("theia", "sen2cor", "stac", "series", "landsat8")
 # where each format's products go and the chain key that points there
 FORMAT_PATHS = {"theia": ("sensor_data", "s2_path"), "sen2cor": ("sen2cor", "s2_s2c_path"),
@@ -161,6 +171,65 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 
 _DATES, _REGIONS, _PARCELS, _TEXTURE, _CLOUDS, _NOISE, _EDGE, _GAIN = range(1, 9)
 
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment and mixing constants
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def pixel_normals(seed: int, keys: tuple[int, ...], rows: np.ndarray,
+                  cols: np.ndarray) -> np.ndarray:
+    """Standard normal noise at global pixel (rows x cols), float32: a pure function of the
+    stream (seed, keys) and the pixel (splitmix64 of a per-pixel counter, then Box-Muller), so
+    any window, with or without a halo, sees the same values wherever it lies."""
+    stream = np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0]
+    high = (np.asarray(rows, np.int64) + 2**31).astype(np.uint64) << np.uint64(32)
+    low = (np.asarray(cols, np.int64) + 2**31).astype(np.uint64)
+    x = high[:, None] | low[None, :]  # one counter per pixel
+    x *= _GAMMA
+    x += stream
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    u1 = (x >> np.uint64(32)).astype(np.float64)
+    u1 += 0.5
+    u1 *= 2.0**-32  # in (0, 1)
+    u2 = (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    del x
+    u2 *= 2 * np.pi * 2.0**-32
+    np.log(u1, out=u1)
+    u1 *= -2.0
+    np.sqrt(u1, out=u1)
+    np.cos(u2, out=u2)
+    u1 *= u2
+    return u1.astype(np.float32)
+
+
+def tile_windows(size: int, step: int | None = None) -> list[Window]:
+    """The generation windows of a size x size tile, row by row (the last ones smaller)."""
+    step = step or WINDOW
+    return [Window(c, r, min(step, size - c), min(step, size - r))
+            for r in range(0, size, step) for c in range(0, size, step)]
+
+
+def window_key(window: Window) -> tuple[int, int]:
+    """The window's (row, column) in the WINDOW grid: keys its random streams."""
+    return int(window.row_off) // WINDOW, int(window.col_off) // WINDOW
+
+
+def window_pixels(window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Global row and column indices of a window's pixels."""
+    r0, c0 = int(window.row_off), int(window.col_off)
+    return np.arange(r0, r0 + int(window.height)), np.arange(c0, c0 + int(window.width))
+
+
+def assemble(size: int, dtype, layer: Callable[[Window], np.ndarray]) -> np.ndarray:
+    """A full-tile array from a layer computed window by window."""
+    out = np.empty((size, size), dtype)
+    for window in tile_windows(size):
+        out[window.toslices()] = layer(window)
+    return out
+
 
 def tile_name(k: int) -> str:
     """MGRS-looking names along UTM zone 31: T31TCJ, T31TDJ, T31TEJ ... then the next row."""
@@ -238,6 +307,14 @@ class Parcels:
     gain: np.ndarray  # green cover amplitude factor (field x region)
     soil: np.ndarray  # background brightness factor (field x region)
 
+    @cached_property
+    def tree(self) -> shapely.STRtree:
+        return shapely.STRtree(self.cells)
+
+    @cached_property
+    def nearest(self) -> cKDTree:
+        return cKDTree(self.seeds)
+
 
 def make_parcels(seed: int, tiles: int, size: int, classes: int, regions: list,
                  res: float = RES) -> Parcels:
@@ -299,18 +376,26 @@ def shrink(cells: np.ndarray, res: float = RES) -> np.ndarray:
     return shapely.buffer(cells, -res, join_style="mitre")
 
 
-def parcel_ids(parcels: Parcels, transform: Affine, size: int) -> np.ndarray:
-    """The parcel index of each pixel: Voronoi cells burnt in, any pixel left by nearest seed."""
-    left, top, res = transform.c, transform.f, transform.a
-    tile = shapely.box(left, top - size * res, left + size * res, top)
-    near = shapely.STRtree(parcels.cells).query(tile, predicate="intersects")
+def parcel_ids_window(parcels: Parcels, transform: Affine, window: Window) -> np.ndarray:
+    """The parcel index (int32) of each pixel of a window of the tile at `transform`: Voronoi
+    cells burnt in, any pixel left by nearest seed."""
+    h, w = int(window.height), int(window.width)
+    at = transform * Affine.translation(int(window.col_off), int(window.row_off))
+    left, top, res = at.c, at.f, at.a
+    box = shapely.box(left, top - h * res, left + w * res, top)
+    near = parcels.tree.query(box, predicate="intersects")
     shapes = zip(parcels.cells[near], near.astype(np.int32))
-    out = rasterize(shapes, out_shape=(size, size), transform=transform, fill=-1, dtype="int32")
+    out = rasterize(shapes, out_shape=(h, w), transform=at, fill=-1, dtype="int32")
     rows, cols = np.nonzero(out < 0)  # centres exactly on a cell edge, if any
     if len(rows):
         x, y = left + res * (cols + 0.5), top - res * (rows + 0.5)
-        out[rows, cols] = cKDTree(parcels.seeds).query(np.column_stack([x, y]))[1]
-    return out.astype(np.intp)  # what np.take wants, without a converted copy per call
+        out[rows, cols] = parcels.nearest.query(np.column_stack([x, y]))[1]
+    return out
+
+
+def parcel_ids(parcels: Parcels, transform: Affine, size: int) -> np.ndarray:
+    """The parcel index of each pixel of the tile (intp: what np.take wants), by windows."""
+    return assemble(size, np.intp, lambda w: parcel_ids_window(parcels, transform, w))
 
 
 # ---------------------------------------------------------------- phenology and reflectance
@@ -358,16 +443,41 @@ def parcel_spectra(doy: float, table: list[Archetype], parcels: Parcels):
     return base.astype(np.float32), (green[:, None] * (canopy - background)).astype(np.float32)
 
 
-def texture(seed: int, tile: int, size: int) -> np.ndarray:
-    """Static within-field variability of the green cover (soil patches, density)."""
-    rng = _rng(seed, _TEXTURE, tile)
-    tex = gaussian_filter(rng.standard_normal((size, size), np.float32), 2.0)
-    tex *= np.float32(0.12 / max(float(tex.std()), 1e-6))  # patches
-    grain = rng.standard_normal((size, size), np.float32)
+_TEX_SIGMA, _TEX_HALO = 2.0, 8  # patch smoothing, px, and its kernel's radius (4 sigma)
+
+
+def _filtered_noise_std(sigma: float, radius: int) -> float:
+    """Standard deviation of unit white noise after the (separable) gaussian filter."""
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    return float((kernel**2).sum())  # sqrt of sum(k2D**2), k2D the outer product
+
+
+_PATCH_STD = _filtered_noise_std(_TEX_SIGMA, _TEX_HALO)
+
+
+def texture_window(seed: int, tile: int, window: Window) -> np.ndarray:
+    """Static within-field variability of the green cover (soil patches, density) over a
+    window: smoothed noise filtered on the window and its halo, then cropped."""
+    rows, cols = window_pixels(window)
+    halo = _TEX_HALO
+    rows_h = np.arange(rows[0] - halo, rows[-1] + 1 + halo)
+    cols_h = np.arange(cols[0] - halo, cols[-1] + 1 + halo)
+    white = pixel_normals(seed, (_TEXTURE, tile, 0), rows_h, cols_h)
+    patches = gaussian_filter(white, _TEX_SIGMA, truncate=halo / _TEX_SIGMA)
+    tex = patches[halo:-halo, halo:-halo] * np.float32(0.12 / _PATCH_STD)  # patches
+    del white, patches
+    grain = pixel_normals(seed, (_TEXTURE, tile, 1), rows, cols)
     tex += np.multiply(grain, np.float32(0.05), out=grain)  # pixel to pixel
     del grain
     tex += np.float32(1.0)
     return np.clip(tex, 0.7, 1.3, out=tex)
+
+
+def texture(seed: int, tile: int, size: int) -> np.ndarray:
+    """The texture of the whole tile (float32), by windows."""
+    return assemble(size, np.float32, lambda w: texture_window(seed, tile, w))
 
 
 # ---------------------------------------------------------------- clouds and swath edges
@@ -390,12 +500,83 @@ def cloud_covers(seed: int, tile: int, dates: int, cloud_cover: float) -> np.nda
 
 @dataclass
 class Clouds:
-    opacity: np.ndarray  # 0..1, full tile, float32
-    shadow: np.ndarray  # bool, full tile
+    opacity: np.ndarray  # 0..1, float32, over a window (or the full tile)
+    shadow: np.ndarray  # bool
     clm: np.ndarray  # uint8 MUSCATE cloud mask
 
 
-def clouds(seed: int, tile: int, date: int, size: int, cover: float) -> Clouds | None:
+_CORE = 0.6  # only the thicker part of a cloud casts a shadow
+
+
+@dataclass
+class CloudField:
+    """One date's clouds: a coarse smoothed-noise field and its thresholds, sampled over any
+    window of the tile (bilinear, as `scipy.ndimage.zoom(order=1)` of the field would be)."""
+
+    field: np.ndarray  # (low, low)
+    size: int  # tile side, px
+    threshold: float  # flagged cloud above
+    thin: float  # some opacity above
+    cast: tuple[int, int]  # shadow shift, tile rows and columns
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The field at tile pixels (rows x cols), float32."""
+        low = self.field.shape[0]
+        scale = (low - 1) / max(self.size - 1, 1)
+
+        def weights(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            at = index * scale
+            below = np.clip(np.floor(at).astype(np.intp), 0, low - 2)
+            return below, at - below
+
+        r, fr = weights(rows)
+        c, fc = weights(cols)
+        by_row = self.field[r] * (1 - fr)[:, None] + self.field[r + 1] * fr[:, None]
+        out = by_row[:, c] * (1 - fc)
+        out += by_row[:, c + 1] * fc
+        return out.astype(np.float32)
+
+    def window(self, window: Window) -> Clouds:
+        """Opacity, shadows and the CLM mask over a window."""
+        rows, cols = window_pixels(window)
+        full = self.sample(rows, cols)
+        threshold, thin = np.float32(self.threshold), np.float32(self.thin)
+        # Opacity: up to 0.25 over the unflagged thin edge, then up to 0.95 in the cores.
+        opacity = np.subtract(full, thin)
+        opacity *= np.float32(0.25 / max(self.threshold - self.thin, 1e-6))
+        np.clip(opacity, 0, 0.25, out=opacity)
+        core_opacity = np.subtract(full, threshold)
+        core_opacity *= np.float32(0.7 / 0.8)
+        opacity += np.clip(core_opacity, 0, 0.7, out=core_opacity)
+        del core_opacity
+        cloud = full > threshold
+        del full
+        # The shadow: the thick cores seen from the sun, nothing cast from outside the tile.
+        src_rows, src_cols = rows - self.cast[0], cols - self.cast[1]
+        inside_r = (src_rows >= 0) & (src_rows < self.size)
+        inside_c = (src_cols >= 0) & (src_cols < self.size)
+        thick = self.sample(np.clip(src_rows, 0, self.size - 1),
+                            np.clip(src_cols, 0, self.size - 1)) > threshold + np.float32(_CORE)
+        thick &= inside_r[:, None]
+        thick &= inside_c[None, :]
+        shadow = thick & ~cloud
+        clm = cloud.astype(np.uint8) * np.uint8(CLOUD_BITS)
+        clm[shadow] = SHADOW_BITS
+        return Clouds(opacity, shadow, clm)
+
+    def full(self) -> Clouds:
+        """The clouds of the whole tile, by windows."""
+        size = self.size
+        out = Clouds(np.empty((size, size), np.float32), np.empty((size, size), bool),
+                     np.empty((size, size), np.uint8))
+        for window in tile_windows(size):
+            part = self.window(window)
+            for name in ("opacity", "shadow", "clm"):
+                getattr(out, name)[window.toslices()] = getattr(part, name)
+        return out
+
+
+def cloud_field(seed: int, tile: int, date: int, size: int, cover: float) -> CloudField | None:
     """Smoothed-noise cloud blobs and their shadows, flagged but for thin edges (~3 %)."""
     if cover <= 0:
         return None
@@ -405,11 +586,10 @@ def clouds(seed: int, tile: int, date: int, size: int, cover: float) -> Clouds |
     detail = gaussian_filter(rng.standard_normal((low, low)), low / 50, mode="wrap")
     field = field / field.std() + 0.35 * detail / detail.std()
     offset = np.array([-low / 18, -low / 22]) * rng.uniform(0.7, 1.3)  # sun from the south-east
-    core = 0.6  # only the thicker part casts a shadow
 
     def flagged(threshold: float) -> float:
         cloud = field > threshold
-        cast = shift((field > threshold + core).astype(float), offset, order=0) > 0.5
+        cast = shift((field > threshold + _CORE).astype(float), offset, order=0) > 0.5
         return float((cloud | cast).mean())
 
     lo, hi = float(field.min()) - 1, float(field.max()) + 1
@@ -418,31 +598,40 @@ def clouds(seed: int, tile: int, date: int, size: int, cover: float) -> Clouds |
         lo, hi = (mid, hi) if flagged(mid) > cover else (lo, mid)
     threshold = hi
     thin = float(np.quantile(field, 1 - min(1.0, 1.03 * float((field > threshold).mean()))))
-    full = zoom(field.astype(np.float32), size / low, order=1)[:size, :size]
-    # Opacity: up to 0.25 over the unflagged thin edge, then up to 0.95 in the cores.
-    opacity = np.subtract(full, np.float32(thin))
-    opacity *= np.float32(0.25 / max(threshold - thin, 1e-6))
-    np.clip(opacity, 0, 0.25, out=opacity)
-    core_opacity = np.subtract(full, np.float32(threshold))
-    core_opacity *= np.float32(0.7 / 0.8)
-    opacity += np.clip(core_opacity, 0, 0.7, out=core_opacity)
-    del core_opacity
-    cloud = full > threshold
-    cast = shift((full > threshold + core).astype(np.uint8), offset * size / low, order=0) > 0
-    shadow = cast & ~cloud
-    clm = cloud.astype(np.uint8) * np.uint8(CLOUD_BITS)
-    clm[shadow] = SHADOW_BITS
-    return Clouds(opacity, shadow, clm)
+    cast = np.rint(offset * size / low).astype(int)
+    return CloudField(field, size, threshold, thin, (int(cast[0]), int(cast[1])))
 
 
-def swath_edge(seed: int, date: int, size: int) -> np.ndarray | None:
-    """On about half the dates, a thin slanted no-data strip along the tile's right edge."""
+def clouds(seed: int, tile: int, date: int, size: int, cover: float) -> Clouds | None:
+    """The clouds of the whole tile (opacity, shadow, CLM), by windows."""
+    sky = cloud_field(seed, tile, date, size, cover)
+    return None if sky is None else sky.full()
+
+
+@dataclass(frozen=True)
+class SwathEdge:
+    """A thin slanted no-data strip along the tile's right edge."""
+
+    size: int
+    width: float
+    tilt: float
+
+    def window(self, window: Window) -> np.ndarray:
+        rows, cols = window_pixels(window)
+        return cols[None, :] >= self.size - self.width - self.tilt * rows[:, None] / self.size
+
+
+def swath(seed: int, date: int, size: int) -> SwathEdge | None:
+    """On about half the dates, the swath edge cuts the tile."""
     rng = _rng(seed, _EDGE, date)
     if rng.random() < 0.5:
         return None
     width = max(2.0, rng.uniform(0.03, 0.07) * size)
     tilt = rng.uniform(-0.02, 0.02) * size
-    rows, cols = np.ogrid[:size, :size]
-    return cols >= size - width - tilt * rows / size
+    return SwathEdge(size, width, tilt)
 
 
+def swath_edge(seed: int, date: int, size: int) -> np.ndarray | None:
+    """The swath edge's no-data pixels over the whole tile (bool), or None."""
+    edge = swath(seed, date, size)
+    return None if edge is None else edge.window(Window(0, 0, size, size))

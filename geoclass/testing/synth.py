@@ -1,11 +1,17 @@
 """Deterministic synthetic Sentinel-2 L2A scenes, truth, references and config: THEIA layout
 here, the same scene as Sen2Cor SAFE, STAC, a dated series or Landsat-8, and Sentinel-1
-backscatter, in `layouts`; the scene itself (parcels, phenology, clouds) in `scene`."""
+backscatter, in `layouts`; the scene itself (parcels, phenology, clouds) in `scene`.
+
+The THEIA layout (and the truth rasters) are written window by window (`scene.WINDOW`
+pixels): generating a tile takes memory bounded by the window, whatever the tile size (the
+parcels' polygons, for the whole scene, grow with the number of parcels). The other layouts
+receive full-tile arrays assembled from the same windows, so they hold the same values."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +22,7 @@ import rasterio
 import shapely
 import yaml
 from affine import Affine
+from rasterio.windows import Window
 
 from geoclass.testing import layouts
 from geoclass.testing.scene import (
@@ -33,6 +40,7 @@ from geoclass.testing.scene import (
     RES,
     SPECTRA,
     Archetype,
+    CloudField,
     Clouds,
     Parcels,
     SceneOptionError,
@@ -40,17 +48,20 @@ from geoclass.testing.scene import (
     acquisition_dates,
     class_archetypes,
     cloud_covers,
+    cloud_field,
     clouds,
     make_parcels,
-    parcel_ids,
+    parcel_ids_window,
     parcel_spectra,
     product_name,
     region_polygons,
     shrink,
-    swath_edge,
-    texture,
+    swath,
+    texture_window,
     tile_name,
     tile_transform,
+    tile_windows,
+    window_key,
 )
 
 __all__ = ["synth", "SceneOptionError", "BANDS", "BANDS_20M", "NODATA", "class_archetypes",
@@ -109,6 +120,77 @@ def block_max(array: np.ndarray) -> np.ndarray:
     return array.reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
 
 
+class TheiaProduct:
+    """One THEIA acquisition's files (FRE bands or one stack, CLM/EDG masks, and the 20 m
+    ones with `r2_20m`), open for writing window by window."""
+
+    def __init__(self, folder: Path, product: str, transform: Affine, size: int, layout: str,
+                 r2_20m: bool):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "MASKS").mkdir(exist_ok=True)
+        self.layout, self.r2_20m = layout, r2_20m
+        self.files: dict[str, rasterio.io.DatasetWriter] = {}
+        coarse = transform @ Affine.scale(2)
+        try:
+            for mask in ("CLM", "EDG"):
+                self._open(mask, folder / "MASKS" / f"{product}_{mask}_R1.tif", transform, size,
+                           "uint8")
+                if r2_20m:
+                    self._open(f"{mask}_R2", folder / "MASKS" / f"{product}_{mask}_R2.tif",
+                               coarse, size // 2, "uint8")
+            if layout == "stack":
+                dst = self._open("stack", folder / f"{product}_FRE_STACK.tif", transform, size,
+                                 "int16", len(BANDS), NODATA)
+                for i, band in enumerate(BANDS, 1):
+                    dst.set_band_description(i, band)
+            else:
+                for band in BANDS:
+                    half = r2_20m and band in BANDS_20M
+                    self._open(band, folder / f"{product}_FRE_{band}.tif",
+                               coarse if half else transform, size // 2 if half else size,
+                               "int16", nodata=NODATA)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, key: str, path: Path, transform: Affine, size: int, dtype: str,
+              count: int = 1, nodata=None):
+        dst = rasterio.open(path, "w", **_profile(transform, size, dtype, count, nodata))
+        self.files[key] = dst
+        return dst
+
+    def write(self, window: Window, clm: np.ndarray, edge: np.ndarray | None,
+              bands: Iterable[tuple[str, np.ndarray]]) -> None:
+        """A window of every file: the masks, then the bands (each array is overwritten)."""
+        edg = np.zeros_like(clm) if edge is None else edge.astype(np.uint8)
+        self.files["CLM"].write(clm, 1, window=window)
+        self.files["EDG"].write(edg, 1, window=window)
+        half = Window(window.col_off // 2, window.row_off // 2, window.width // 2,
+                      window.height // 2)
+        if self.r2_20m:
+            self.files["CLM_R2"].write(block_max(clm), 1, window=half)
+            self.files["EDG_R2"].write(block_max(edg), 1, window=half)
+        coarse_edge = None if edge is None or not self.r2_20m else block_max(edge)
+        for i, (band, reflectance) in enumerate(bands, 1):
+            if self.layout == "stack":
+                self.files["stack"].write(to_int16(reflectance, edge), i, window=window)
+            elif self.r2_20m and band in BANDS_20M:
+                array = to_int16(block_mean(reflectance), coarse_edge)
+                self.files[band].write(array, 1, window=half)
+            else:
+                self.files[band].write(to_int16(reflectance, edge), 1, window=window)
+
+    def close(self) -> None:
+        while self.files:
+            self.files.popitem()[1].close()
+
+    def __enter__(self) -> TheiaProduct:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_date(
     folder: Path,
     product: str,
@@ -119,32 +201,10 @@ def write_date(
     layout: str,
     r2_20m: bool,
 ) -> None:
-    """Write one acquisition: FRE bands (or one stack) and the CLM/EDG masks, band by band."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "MASKS").mkdir(exist_ok=True)
+    """Write one acquisition from full-tile arrays: FRE bands (or one stack), CLM/EDG masks."""
     size = clm.shape[0]
-    edg = np.zeros_like(clm) if edge is None else edge.astype(np.uint8)
-    write_raster(folder / "MASKS" / f"{product}_CLM_R1.tif", clm, transform)
-    write_raster(folder / "MASKS" / f"{product}_EDG_R1.tif", edg, transform)
-    if r2_20m:
-        coarse = transform @ Affine.scale(2)
-        write_raster(folder / "MASKS" / f"{product}_CLM_R2.tif", block_max(clm), coarse)
-        write_raster(folder / "MASKS" / f"{product}_EDG_R2.tif", block_max(edg), coarse)
-    if layout == "stack":
-        path = folder / f"{product}_FRE_STACK.tif"
-        with rasterio.open(path, "w", **_profile(transform, size, "int16", 10, NODATA)) as dst:
-            for i, (band, reflectance) in enumerate(bands, 1):
-                dst.write(to_int16(reflectance, edge), i)
-                dst.set_band_description(i, band)
-        return
-    for band, reflectance in bands:
-        path = folder / f"{product}_FRE_{band}.tif"
-        if r2_20m and band in BANDS_20M:
-            coarse_edge = None if edge is None else block_max(edge)
-            array = to_int16(block_mean(reflectance), coarse_edge)
-            write_raster(path, array, transform @ Affine.scale(2), NODATA)
-        else:
-            write_raster(path, to_int16(reflectance, edge), transform, NODATA)
+    with TheiaProduct(folder, product, transform, size, layout, r2_20m) as dst:
+        dst.write(Window(0, 0, size, size), clm, edge, bands)
 
 
 @dataclass
@@ -168,30 +228,106 @@ class Scene:
     tiles: int = 1
 
 
+class DateSignal:
+    """Tile k's date d as per-parcel spectra (the atmosphere residual included), turning a
+    window's parcel ids, texture and clouds into its ten bands' reflectances."""
+
+    def __init__(self, scene: Scene, k: int, d: int, doy: int):
+        base, green = parcel_spectra(doy, scene.table, scene.parcels)
+        gains = _rng(scene.seed, _GAIN, k, d).normal(1.0, 0.015, len(BANDS))  # atmosphere
+        gains = gains.astype(np.float32)
+        self.base = np.ascontiguousarray((base * gains).T)  # (bands, parcels)
+        self.green = np.ascontiguousarray((green * gains).T)
+        self.white = np.array(SPECTRA["cloud"], np.float32)
+        self.scene, self.k, self.d = scene, k, d
+
+    def band(self, b: int, window: Window, pid: np.ndarray, tex: np.ndarray,
+             sky: Clouds | None) -> np.ndarray:
+        """Band b's float32 reflectance over a window: fields, noise, clouds, shadows."""
+        refl = np.take(self.base[b], pid, mode="clip")
+        work = np.take(self.green[b], pid, mode="clip")
+        refl += np.multiply(work, tex, out=work)
+        rng = _rng(self.scene.seed, _NOISE, self.k, self.d, b, *window_key(window))
+        noise = rng.standard_normal(refl.shape, dtype=np.float32)
+        np.multiply(refl, np.float32(self.scene.noise), out=work)
+        work += np.float32(0.01)
+        refl += np.multiply(noise, work, out=noise)  # noise grows with the signal
+        del noise
+        if sky is not None:
+            np.multiply(refl, np.float32(0.45), out=refl, where=sky.shadow)
+            np.subtract(self.white[b], refl, out=work)
+            refl += np.multiply(work, sky.opacity, out=work)
+        return refl
+
+    def bands(self, window: Window, pid: np.ndarray, tex: np.ndarray,
+              sky: Clouds | None) -> Iterator[tuple[str, np.ndarray]]:
+        for b, band in enumerate(BANDS):
+            yield band, self.band(b, window, pid, tex, sky)
+
+
 def date_bands(
     scene: Scene, k: int, d: int, doy: int, pid: np.ndarray, tex: np.ndarray, sky: Clouds | None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (band, float32 reflectance) of tile k's date d: fields, noise, clouds, shadows.
+    """Yield (band, float32 reflectance) of tile k's date d over the full tile, from full-tile
+    parcel ids, texture and clouds, window by window (the values of the windowed writer).
 
-    The three full-tile buffers are reused from band to band: use each array before the next.
+    One full-tile buffer is reused from band to band: use each array before the next.
     """
-    base, green = parcel_spectra(doy, scene.table, scene.parcels)
-    gains = _rng(scene.seed, _GAIN, k, d).normal(1.0, 0.015, len(BANDS))  # atmosphere residual
-    cloud_white = np.array(SPECTRA["cloud"], np.float32)
-    refl, work, noise = (np.empty(pid.shape, np.float32) for _ in range(3))
+    signal = DateSignal(scene, k, d, doy)
+    out = np.empty(pid.shape, np.float32)
+    windows = tile_windows(pid.shape[0])
     for b, band in enumerate(BANDS):
-        np.take(base[:, b] * np.float32(gains[b]), pid, out=refl, mode="clip")  # unbuffered
-        np.take(green[:, b] * np.float32(gains[b]), pid, out=work, mode="clip")
-        refl += np.multiply(work, tex, out=work)
-        _rng(scene.seed, _NOISE, k, d, b).standard_normal(dtype=np.float32, out=noise)
-        np.multiply(refl, np.float32(scene.noise), out=work)
-        work += np.float32(0.01)
-        refl += np.multiply(noise, work, out=noise)  # noise grows with the signal
-        if sky is not None:
-            np.multiply(refl, np.float32(0.45), out=refl, where=sky.shadow)
-            np.subtract(cloud_white[b], refl, out=work)
-            refl += np.multiply(work, sky.opacity, out=work)
-        yield band, refl
+        for window in windows:
+            part = window.toslices()
+            part_sky = None if sky is None else Clouds(*(getattr(sky, n)[part] for n in
+                                                         ("opacity", "shadow", "clm")))
+            out[part] = signal.band(b, window, pid[part], tex[part], part_sky)
+        yield band, out
+
+
+class StaticLayers:
+    """A tile's parcel ids and texture, window by window: computed once, then read back for
+    every date (from a temporary folder in `out` when the tile has more than one window)."""
+
+    def __init__(self, out: Path, windows: list[Window]):
+        self.windows = windows
+        self._memory: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._folder = (tempfile.TemporaryDirectory(prefix=".synth-", dir=out)
+                        if len(windows) > 1 else None)
+
+    def put(self, i: int, pid: np.ndarray, tex: np.ndarray) -> None:
+        if self._folder is None:
+            self._memory[i] = (pid, tex)
+        else:
+            np.save(Path(self._folder.name) / f"pid_{i}.npy", pid.astype(np.int32, copy=False))
+            np.save(Path(self._folder.name) / f"tex_{i}.npy", tex)
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window i's parcel ids (intp) and texture (float32)."""
+        if self._folder is None:
+            pid, tex = self._memory[i]
+        else:
+            pid = np.load(Path(self._folder.name) / f"pid_{i}.npy")
+            tex = np.load(Path(self._folder.name) / f"tex_{i}.npy")
+        return pid.astype(np.intp, copy=False), tex
+
+    def full(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole tile's parcel ids and texture (for the layouts written from full tiles)."""
+        pid, tex = np.empty((size, size), np.intp), np.empty((size, size), np.float32)
+        for i, window in enumerate(self.windows):
+            pid[window.toslices()], tex[window.toslices()] = self.get(i)
+        return pid, tex
+
+    def close(self) -> None:
+        self._memory.clear()
+        if self._folder is not None:
+            self._folder.cleanup()
+
+    def __enter__(self) -> StaticLayers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_products(scene: Scene, info, product: str, bands) -> str:
@@ -211,29 +347,72 @@ def write_products(scene: Scene, info, product: str, bands) -> str:
     return layouts.write_landsat8(root, info, bands)
 
 
+def write_theia_date(scene: Scene, signal: DateSignal, folder: Path, product: str,
+                     transform: Affine, static: StaticLayers, sky: CloudField | None,
+                     edge) -> int:
+    """One THEIA acquisition, window by window; returns its number of flagged pixels."""
+    flagged = 0
+    with TheiaProduct(folder, product, transform, scene.size, scene.layout,
+                      scene.r2_20m) as dst:
+        for i, window in enumerate(static.windows):
+            pid, tex = static.get(i)
+            part = None if sky is None else sky.window(window)
+            nodata = None if edge is None else edge.window(window)
+            clm = part.clm if part is not None else np.zeros(pid.shape, np.uint8)
+            if nodata is not None:
+                clm[nodata] = 0
+            dst.write(window, clm, nodata, signal.bands(window, pid, tex, part))
+            flagged += int(np.count_nonzero(clm))
+    return flagged
+
+
 def write_tile(scene: Scene, k: int, dates: list[dt.date], covers: np.ndarray, last: bool) -> dict:
-    """Truth raster and every acquisition of tile k; returns the products and cloud fractions."""
+    """Truth raster and every acquisition of tile k; returns the products and cloud fractions.
+
+    The truth and the THEIA products are written window by window; the other layouts get
+    full-tile arrays."""
     name, size = tile_name(k), scene.size
     transform = tile_transform(k, size, scene.res)
-    pid = parcel_ids(scene.parcels, transform, size)
+    windows = tile_windows(size)
     codes = scene.codes.astype(np.uint8 if scene.codes.max() <= 255 else np.uint16)
+    parcel_codes = codes[scene.parcels.cls]
     (scene.out / "truth").mkdir(parents=True, exist_ok=True)
-    write_raster(scene.out / "truth" / f"{name}.tif", codes[scene.parcels.cls][pid], transform, 0)
-    tex = texture(scene.seed, k, size)
     names_rng = _rng(scene.seed, _DATES, k, 1)
     products, fractions = [], []
-    for d, date in enumerate(dates):
-        product = product_name(name, date, d, names_rng)
-        sky = clouds(scene.seed, k, d, size, covers[d])
-        edge = swath_edge(scene.seed, d, size) if last else None
-        clm = sky.clm if sky is not None else np.zeros((size, size), np.uint8)
-        if edge is not None:
-            clm[edge] = 0
-        bands = date_bands(scene, k, d, date.timetuple().tm_yday, pid, tex, sky)
-        info = layouts.DateInfo(scene.seed, name, k, d, date, transform, edge, clm,
-                                None if sky is None else sky.opacity)
-        products.append(write_products(scene, info, product, bands))
-        fractions.append(round(float((clm > 0).mean()), 4))
+    with StaticLayers(scene.out, windows) as static:
+        truth = scene.out / "truth" / f"{name}.tif"
+        with rasterio.open(truth, "w", **_profile(transform, size, codes.dtype.name,
+                                                  nodata=0)) as dst:
+            for i, window in enumerate(windows):
+                pid = parcel_ids_window(scene.parcels, transform, window)
+                dst.write(parcel_codes[pid], 1, window=window)
+                static.put(i, pid, texture_window(scene.seed, k, window))
+        windowed = scene.format == "theia"
+        pid = tex = None
+        if not windowed or scene.s1:
+            pid, tex = static.full(size)
+        for d, date in enumerate(dates):
+            product = product_name(name, date, d, names_rng)
+            doy = date.timetuple().tm_yday
+            sky = cloud_field(scene.seed, k, d, size, covers[d])
+            edge = swath(scene.seed, d, size) if last else None
+            if windowed:
+                folder = scene.out / FORMAT_PATHS["theia"][0] / name / product
+                flagged = write_theia_date(scene, DateSignal(scene, k, d, doy), folder, product,
+                                           transform, static, sky, edge)
+                products.append(product)
+            else:
+                full_sky = None if sky is None else sky.full()
+                nodata = None if edge is None else edge.window(Window(0, 0, size, size))
+                clm = full_sky.clm if full_sky is not None else np.zeros((size, size), np.uint8)
+                if nodata is not None:
+                    clm[nodata] = 0
+                bands = date_bands(scene, k, d, doy, pid, tex, full_sky)
+                info = layouts.DateInfo(scene.seed, name, k, d, date, transform, nodata, clm,
+                                        None if full_sky is None else full_sky.opacity)
+                products.append(write_products(scene, info, product, bands))
+                flagged = int(np.count_nonzero(clm))
+            fractions.append(round(flagged / (size * size), 4))
     summary = {"products": products, "cloud_fraction": fractions}
     if scene.s1:
         summary["s1"] = layouts.write_s1(scene.out / "s1", scene, k, name, transform, pid,

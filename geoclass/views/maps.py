@@ -17,9 +17,18 @@ from geoclass.config import Chain
 from geoclass.grid import TileGrid, pixel_of, union_grid
 from geoclass.io.reference import load_regions, regions_of_tiles
 from geoclass.kernels import fastboost, fastforest
+from geoclass.kernels.areas import class_pixel_counts
 from geoclass.kernels.boundary import overlap_depth
+from geoclass.kernels.merge import PROBA_NODATA
 from geoclass.kernels.predict import predict_with_fusion
+from geoclass.kernels.smoothing import (
+    bayes_smooth,
+    isolated_pixels,
+    labels_from_probabilities,
+    majority_filter,
+)
 from geoclass.kernels.timeseries import features_from_observations
+from geoclass.kernels.uncertainty import most_uncertain, uncertainty
 from geoclass.models.trained import TrainedModel, cached_model
 from geoclass.views.cube import feature_blocks, feature_names, grid_of_cube, open_cube
 
@@ -190,3 +199,65 @@ def output_grid(grids: dict[str, TileGrid], proj: str | None, chunk: int) -> Til
     """The mosaic grid: `proj` (default: the first tile's CRS) at the cubes' resolution."""
     crs = CRS.from_user_input(proj) if proj else None
     return union_grid(list(grids.values()), crs, chunk=chunk)
+
+
+# --- what is derived from a map: uncertainty, smoothing, counts -------------------------------
+
+
+def uncertainty_map(probabilities, measure: str):
+    """(y, x) uint16 uncertainty x 10000 (65535 = nodata) of (C, y, x) probabilities x 1000
+    (`kernels.uncertainty`: entropy, margin or least confidence), block by block."""
+    return lazy.map_yx(uncertainty, probabilities, lead=(), dtype=np.uint16, measure=measure)
+
+
+def bayes_smoothed(probabilities, window_size: int, neigh_fraction: float,
+                   smoothness: float | list[float]):
+    """(C, y, x) uint16 probabilities x 1000 smoothed as sits_smooth does
+    (`kernels.smoothing.bayes_smooth`), each block with window_size // 2 pixels of its
+    neighbours: the same result whatever the chunks. Pixels past the map's edges are nodata
+    (left out of the windows)."""
+    halo = window_size // 2
+    smoothness = smoothness if np.isscalar(smoothness) else list(map(float, smoothness))
+    return lazy.map_overlap(bayes_smooth, probabilities, depth=halo, boundary=PROBA_NODATA,
+                            lead=None, dtype=np.uint16, window_size=window_size,
+                            neigh_fraction=neigh_fraction, smoothness=smoothness, halo=halo)
+
+
+def labels_of(probabilities, codes: list[int], dtype=np.uint16):
+    """(y, x) class codes of the highest of (C, y, x) probabilities x 1000, 0 at nodata."""
+    return lazy.map_yx(labels_from_probabilities, probabilities, lead=(), dtype=dtype,
+                       codes=list(codes))
+
+
+def majority_smoothed(classification, radius: int, undecided: int | None = None,
+                      isolated_threshold: int | None = None):
+    """(y, x) class map through the majority filter of OTB's ClassificationMapRegularization
+    (`kernels.smoothing.majority_filter`), each block with `radius` pixels of its neighbours
+    (nodata past the map's edges)."""
+    return lazy.map_overlap(majority_filter, classification, depth=radius, boundary=0,
+                            lead=(), dtype=classification.dtype, radius=radius, halo=radius,
+                            undecided=undecided, isolated_threshold=isolated_threshold)
+
+
+def class_counts(classification, codes: list[int]):
+    """(K,) int64 pixels of each class code of a (y, x) class map, counted block by block
+    (lazy: a tree reduction)."""
+    return lazy.block_sums(class_pixel_counts, classification, len(codes), codes=list(codes))
+
+
+def isolated_count(classification):
+    """(1,) int64 pixels whose 8 neighbours all have another class (salt-and-pepper),
+    counted block by block with a 1-pixel overlap (lazy)."""
+    return lazy.block_sums(isolated_pixels, classification, 1, depth=1, boundary=0)
+
+
+def uncertain_candidates(uncertainty_map, classification, n: int, min_distance: float,
+                         min_uncertainty: float | None = None) -> list:
+    """One task per block picking its sampling candidates (`kernels.uncertainty.
+    most_uncertain`: up to n per predicted class, min_distance pixels apart, rows and
+    columns in the whole map's pixels); `lazy.compute_all` them, then `merge_candidates`."""
+    starts = [np.concatenate([[0], np.cumsum(c)])[:-1] for c in uncertainty_map.chunks]
+    pick = lazy.delayed(most_uncertain)
+    return [pick(lazy.block(uncertainty_map, i, j), lazy.block(classification, i, j), n,
+                 min_distance, origin=(int(r0), int(c0)), min_uncertainty=min_uncertainty)
+            for i, r0 in enumerate(starts[0]) for j, c0 in enumerate(starts[1])]

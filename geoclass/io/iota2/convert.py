@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sklearn.base import ClassifierMixin
 
 from geoclass.config import Config, parse_config
 from geoclass.errors import ConfigError
@@ -232,9 +231,12 @@ def _sklearn_path(name: str) -> str | None:
     """`RandomForestClassifier` -> `sklearn.ensemble.RandomForestClassifier`."""
     if "." in name:
         return name
+    # scikit-learn is imported here, for an iota2 file that names a classifier: reading a
+    # configuration stays light
+    classifier = importlib.import_module("sklearn.base").ClassifierMixin
     for module in _SKLEARN_MODULES:
         cls = getattr(importlib.import_module(f"sklearn.{module}"), name, None)
-        if isinstance(cls, type) and issubclass(cls, ClassifierMixin):
+        if isinstance(cls, type) and issubclass(cls, classifier):
             return f"sklearn.{module}.{name}"
     return None
 

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from geoclass.config import Features
+from geoclass.io.bands import L8_BANDS, S2_BANDS
 from geoclass.io.iota2.parser import is_unset
-from geoclass.io.sensors.landsat import L8_BANDS
-from geoclass.io.sensors.theia import S2_BANDS
 
 __all__ = ["IOTA2_NAMES", "RULES", "SECTION_RULES", "hint_for", "norm"]
 

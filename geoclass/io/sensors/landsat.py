@@ -20,10 +20,10 @@ from pathlib import Path
 from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import grid_of_raster
+from geoclass.io.bands import L8_BANDS, L8_INDEX_BANDS
 from geoclass.io.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
 
-L8_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
-L8_INDEX_BANDS = {"green": "B3", "red": "B4", "nir": "B5", "swir": "B6"}
+__all__ = ["L8_BANDS", "L8_INDEX_BANDS", "read_landsat8", "read_landsat8_old"]
 _PRODUCT = re.compile(r"^LANDSAT8_OLITIRS_XS_(\d{8})_N2A_")
 _MASKS = (("NUA", "nonzero"), ("SAT", "nonzero"), ("DIV", "bit0"))
 _THEIA_PRODUCT = re.compile(r"^LANDSAT8-OLITIRS-XS_(\d{8})-\d{6}-\d{3}_L2A_T?(\w+?)_")

@@ -9,10 +9,10 @@ from pathlib import Path
 from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
+from geoclass.io.bands import S2_BANDS, S2_INDEX_BANDS
 from geoclass.io.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
 
-S2_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
-S2_INDEX_BANDS = {"green": "B3", "red": "B4", "nir": "B8", "swir": "B11"}
+__all__ = ["S2_BANDS", "S2_INDEX_BANDS", "read_theia_s2"]
 _PRODUCT = re.compile(r"^SENTINEL2[ABCD]?_(\d{8})-\d{6}-\d{3}_L2A_T?(\w+?)_")
 
 
