@@ -20,6 +20,9 @@ instance roles."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
 import re
 import shutil
@@ -156,6 +159,7 @@ def upload(local: Path, final) -> None:
             final.fs.put_file(str(file), f"{final.path}/{file.relative_to(local).as_posix()}")
     else:
         final.fs.put_file(str(local), final.path)
+    forget_gdal_cache(final)
 
 
 def check_writable(path) -> list[str]:
@@ -223,22 +227,42 @@ def gdal_options() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gdal_env(path=None, fresh: bool = False) -> Iterator[None]:
-    """rasterio's GDAL environment for reading `path`; `fresh`: GDAL keeps no cached copy of
-    it (an output that a run rewrites)."""
-    options = gdal_options()
-    if fresh and path is not None and is_url(path):
-        options["CPL_VSIL_CURL_NON_CACHED"] = gdal_path(path)
-    with rasterio.Env(**options):
+def gdal_env() -> Iterator[None]:
+    """rasterio's GDAL environment for objects (the endpoint's settings)."""
+    with rasterio.Env(**gdal_options()):
         yield
 
 
 @contextlib.contextmanager
-def open_raster(path, mode: str = "r", fresh: bool = False, **kwargs):
+def open_raster(path, mode: str = "r", **kwargs):
     """`rasterio.open` on a local path or an object (read-only), in the GDAL environment the
     object store needs."""
-    with gdal_env(path, fresh), rasterio.open(gdal_path(path), mode, **kwargs) as src:
+    with gdal_env(), rasterio.open(gdal_path(path), mode, **kwargs) as src:
         yield src
+
+
+@functools.cache
+def _rasterio_gdal():
+    """rasterio's own GDAL library (its wheel bundles one), for what rasterio does not expose."""
+    base = Path(rasterio.__file__).resolve().parent
+    found = sorted([*(base.parent / "rasterio.libs").glob("libgdal*.so*"),
+                    *(base / ".dylibs").glob("libgdal*.dylib")])
+    name = str(found[0]) if found else ctypes.util.find_library("gdal")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def forget_gdal_cache(path) -> None:
+    """GDAL caches what it read of an object for the life of the process: after the object
+    is rewritten, drop that (else a later read could mix the old version's blocks in)."""
+    if not is_url(path):
+        return
+    library = _rasterio_gdal()
+    clear = getattr(library, "VSICurlPartialClearCache", None) if library else None
+    if clear is not None:
+        clear(gdal_path(path).encode())
 
 
 def read_vector(path, **kwargs):

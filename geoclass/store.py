@@ -156,7 +156,7 @@ class RunStore:
     @staticmethod
     def styles(tif: Path) -> list[Path]:
         """The QGIS style and the GDAL attribute table written next to a class map."""
-        tif = Path(tif)
+        tif = fs.as_path(tif)
         return [tif.with_suffix(".qml"), tif.with_name(tif.name + ".aux.xml")]
 
     def metrics(self) -> dict:

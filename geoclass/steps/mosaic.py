@@ -152,7 +152,7 @@ def classification_cog(path: Path, mosaic: Path, grid: TileGrid, table: ClassTab
     counts, = lazy.compute_all([class_counts(lazy.read_zarr(mosaic, "classification"), codes)],
                                label=f"class counts of {path.name}")
     for stale in RunStore.styles(path):  # a previous map's sidecar describes another raster
-        stale.unlink(missing_ok=True)
+        fs.rm(stale)
     write_class_styles(path, styles, counts=dict(zip(codes, counts.tolist())))
 
 
