@@ -96,12 +96,26 @@ def joinable(path) -> bool:
     return is_url(path) or Path(path).is_absolute()
 
 
+def _http_exists(path) -> bool:
+    """Whether a web server has the file: a HEAD request (fsspec's own `exists` is a GET,
+    which makes the server start sending the whole file)."""
+    try:
+        path.fs.info(str(path))
+    except (FileNotFoundError, OSError):
+        return False
+    return True
+
+
 def exists(path) -> bool:
-    return as_path(path).exists()
+    path = as_path(path)
+    return _http_exists(path) if is_url(path) and path.protocol in READ_ONLY \
+        else path.exists()
 
 
 def is_file(path) -> bool:
-    return as_path(path).is_file()
+    path = as_path(path)
+    return _http_exists(path) if is_url(path) and path.protocol in READ_ONLY \
+        else path.is_file()
 
 
 def is_dir(path) -> bool:
