@@ -8,6 +8,8 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
+from geoclass import fs
+
 
 def add_step_arguments(parser) -> None:
     """The options of `geoclass run` that choose what to (re)compute."""
@@ -35,13 +37,17 @@ def load(args):
 
 
 def shared_paths(config) -> list[str]:
-    """The chain's input paths that exist here and its output folder (created here): every
-    worker must see them at the same place."""
-    output = Path(config.chain.output_path)
-    output.mkdir(parents=True, exist_ok=True)
-    values = config.chain.model_dump().values()
+    """The chain's local input paths that exist here and its local output folder (created
+    here): every worker must see them at the same place. Locations in buckets are left out:
+    each worker reaches them with its own credentials."""
+    chain = config.chain
+    values = [getattr(chain, name) for name in type(chain).model_fields]
     found = {str(v) for v in values if isinstance(v, Path) and v.exists()}
-    return sorted(found | {str(output)})
+    if not fs.is_url(chain.output_path):
+        output = Path(chain.output_path)
+        output.mkdir(parents=True, exist_ok=True)
+        found.add(str(output))
+    return sorted(found)
 
 
 def check_workers(client, paths: list[str]) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.errors import InputError
 
@@ -118,21 +118,21 @@ def check_class_table_inputs(
 ) -> list[str]:
     """Every ground-truth class missing from the nomenclature or the color table (if given)."""
     keys, strings = _class_keys(labels)
-    gt = Path(ground_truth_file).name
+    gt = fs.as_path(ground_truth_file).name
     found = {k: _describe(k, strings, nomenclature or {}, colors or {}) for k in keys}
     problems = []
     if nomenclature is not None:
         missing = [k for k in keys if found[k][0] is None]
         if missing:
             problems.append(
-                f"{Path(nomenclature_file).name}: no entry for classes {', '.join(missing)} "
+                f"{fs.as_path(nomenclature_file).name}: no entry for classes {', '.join(missing)} "
                 f"of {gt}; add 'name:code' lines"
             )
     if colors is not None:
         missing = [k for k in keys if found[k][1] is None]
         if missing:
             problems.append(
-                f"{Path(color_file).name}: no color for classes {', '.join(missing)} "
+                f"{fs.as_path(color_file).name}: no color for classes {', '.join(missing)} "
                 f"of {gt}; add 'code R G B' lines"
             )
     return problems

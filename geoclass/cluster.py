@@ -4,6 +4,7 @@ scheduler given by address."""
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -83,8 +84,8 @@ def _progress(client, futures, label: str):
     if not _show_progress():
         yield
         return
-    if "ipykernel" in sys.modules:
-        progress(futures)
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        progress(futures)  # dask's widget (without ipywidgets: the text bar below)
         yield
         return
     bar = StepProgress(futures, label)

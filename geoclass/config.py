@@ -6,20 +6,36 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from geoclass import fs
 from geoclass.errors import ConfigError
+
+
+def _location(value: Any):
+    if not isinstance(value, str | Path) and not hasattr(value, "__fspath__") \
+            and not fs.is_url(value):
+        raise ValueError("expected a path or a URL (s3://, gs://, az://, https://)")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("empty path")
+    return fs.as_path(value)
+
+
+# a local path (pathlib.Path) or an object-store URL (upath.UPath): see geoclass.fs
+Location = Annotated[Path, PlainValidator(_location), PlainSerializer(str, return_type=str)]
 
 
 class _Section(BaseModel):
@@ -30,7 +46,7 @@ class ExternalSamples(_Section):
     """A table of labelled time series to learn from (CSV or Parquet; wide: one row per
     sample, or long: one row per sample and date), `chain.external_samples`."""
 
-    path: Path
+    path: Location
     label_field: str = "label"
     match: Literal["name", "position"] = "name"
     region_field: str | None = None
@@ -41,23 +57,23 @@ class ExternalSamples(_Section):
 class Chain(_Section):
     """iota2's `chain` section: where the inputs are and how runs are drawn."""
 
-    output_path: Path
+    output_path: Location
     list_tile: list[str]
-    s2_path: Path | None = None
-    s2_s2c_path: Path | None = None
-    l8_path: Path | None = None
-    l8_path_old: Path | None = None
-    s1_path: Path | None = None
-    series_path: Path | None = None
-    stac_path: Path | None = None
-    user_feat_path: Path | None = None
-    ground_truth: Path | None = None
+    s2_path: Location | None = None
+    s2_s2c_path: Location | None = None
+    l8_path: Location | None = None
+    l8_path_old: Location | None = None
+    s1_path: Location | None = None
+    series_path: Location | None = None
+    stac_path: Location | None = None
+    user_feat_path: Location | None = None
+    ground_truth: Location | None = None
     data_field: str = "code"
-    region_path: Path | None = None
+    region_path: Location | None = None
     region_field: str = "region"
     region_tiles: dict[int, list[str]] | None = None
-    nomenclature_path: Path | None = None
-    color_table: Path | None = None
+    nomenclature_path: Location | None = None
+    color_table: Location | None = None
     spatial_resolution: float | None = Field(default=None, gt=0)
     ratio: float = Field(default=0.5, gt=0, lt=1)
     runs: int = Field(default=1, ge=1)
@@ -539,10 +555,10 @@ def parse_config(data: dict, base_dir: Path, source: str = "<dict>", hint=None) 
         raise ConfigError(_format_errors(err, source, hint)) from None
     for key in _PATH_KEYS:
         value = getattr(config.chain, key)
-        if value is not None and not value.is_absolute():
+        if value is not None and not fs.joinable(value):
             setattr(config.chain, key, (base_dir / value).resolve())
     external = config.chain.external_samples
-    if external is not None and not external.path.is_absolute():
+    if external is not None and not fs.joinable(external.path):
         external.path = (base_dir / external.path).resolve()
     if isinstance(config.dask.security, DaskSecurity):
         config.dask.security = config.dask.security.resolved(base_dir)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from pyproj import CRS as ProjCRS
@@ -20,6 +19,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.errors import InputError
 
 
@@ -159,7 +159,7 @@ def north_up_problem(transform: Affine, source: str) -> str | None:
 def grid_of_raster(path, name: str, chunk: int = 1024) -> TileGrid:
     """The grid of a raster file (InputError naming the file if it is not north-up with
     square pixels)."""
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         problem = north_up_problem(src.transform, str(path))
         if problem:
             raise InputError([problem])

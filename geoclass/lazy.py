@@ -16,6 +16,7 @@ import xarray as xr
 import zarr
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.cluster import compute
 from geoclass.grid import TileGrid
@@ -214,36 +215,48 @@ def write_zarr(arrays: dict[str, da.Array], path: Path, label: str,
 
 def write_array(array: da.Array, path: Path, label: str) -> Path:
     """Store one dask array as a plain zarr array at `path`, block by block, atomically."""
-    with atomic_output(path) as tmp:
-        compute(array.to_zarr(str(tmp), overwrite=True, compute=False), label=label)
+    with atomic_output(path, shared=True) as tmp:
+        where, options = fs.zarr_location(tmp)
+        compute(array.to_zarr(where, overwrite=True, compute=False, storage_options=options),
+                label=label)
     return path
 
 
 def read_array(path: Path) -> da.Array:
     """A plain zarr array written by `write_array`, lazily."""
-    return da.from_zarr(str(path))
+    where, options = fs.zarr_location(path)
+    return da.from_zarr(where, storage_options=options)
 
 
 def write_dataset(dataset: xr.Dataset, path: Path, label: str,
                   encoding: dict | None = None) -> Path:
     """Store a lazy dataset as zarr at `path`, block by block on the cluster, atomically."""
-    with atomic_output(path) as tmp:
-        write = dataset.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2,
-                                compute=False, encoding=encoding or {})
+    with atomic_output(path, shared=True) as tmp:
+        where, options = fs.zarr_location(tmp)
+        write = dataset.to_zarr(where, mode="w", consolidated=True, zarr_format=2,
+                                compute=False, encoding=encoding or {},
+                                storage_options=options)
         compute(write, label=label)
     return path
 
 
 def open_zarr(path: Path) -> xr.Dataset:
-    """A zarr store written by `write_zarr` / `write_dataset`, lazily."""
-    ds = xr.open_zarr(path, consolidated=True)
+    """A zarr store written by `write_zarr` / `write_dataset`, lazily (local or remote)."""
+    where, options = fs.zarr_location(path)
+    ds = xr.open_zarr(where, consolidated=True, storage_options=options)
     return ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
 
 
 def stored_array(path: Path, name: str):
     """One array of a zarr store as stored (sliceable window by window, read on the spot):
     what a COG is streamed from."""
-    return zarr.open_group(str(path), mode="r")[name]
+    return open_group(path)[name]
+
+
+def open_group(path: Path):
+    """A zarr group, read-only, local or remote."""
+    where, options = fs.zarr_location(path)
+    return zarr.open_group(where, mode="r", storage_options=options)
 
 
 def stack(arrays: list[da.Array]) -> da.Array:

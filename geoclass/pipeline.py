@@ -13,15 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import dask
 from distributed import get_client
 
-from geoclass import logs
+from geoclass import fs, logs
 from geoclass.cluster import dask_client
 from geoclass.config import Config
 from geoclass.errors import InputError
@@ -95,7 +96,7 @@ def is_current(step: Step, config: Config, store: RunStore) -> bool:
     now = stamp(step, config, store)
     if any(manifest.get(key) != value for key, value in now.items()):
         return False
-    return all(Path(p).exists() for p in step.outputs(config, store, manifest.get("record")))
+    return all(fs.exists(p) for p in step.outputs(config, store, manifest.get("record")))
 
 
 def run_step(step: Step, config: Config, store: RunStore, force: bool,
@@ -110,6 +111,24 @@ def run_step(step: Step, config: Config, store: RunStore, force: bool,
     manifest = {**stamp(step, config, store), "record": plain(step.record(result))}
     store.write_manifest(step.name, manifest)
     return result
+
+
+@contextmanager
+def run_log(store: RunStore) -> Iterator[Path]:
+    """The run's log file in `logs/`; on an object store (no appending there) the log is
+    written in the local temporary folder, where it stays, and uploaded at the end."""
+    if not store.remote:
+        with logs.log_to_file(store.logs) as path:
+            yield path
+        return
+    with logs.log_to_file(Path(tempfile.gettempdir()) / "geoclass-logs") as path:
+        try:
+            yield path
+        finally:
+            try:
+                fs.upload(path, store.logs / path.name)
+            except Exception as err:  # noqa: BLE001 - the log stays local, the run goes on
+                log.warning("could not upload the log %s to %s: %s", path, store.logs, err)
 
 
 def _active_client():
@@ -160,8 +179,7 @@ def run_steps(config: Config, from_step: str | None = None, only_step: str | Non
         session = dask_client(config.dask, **(cluster or {}))
     stall = {"geoclass.stall-timeout": config.dask.stall_timeout}
     shape = getattr(results.get("check"), "shape", None)
-    with logs.log_to_file(store.logs) as log_path, ExitStack() as stack, \
-            dask.config.set(stall):
+    with run_log(store) as log_path, ExitStack() as stack, dask.config.set(stall):
         log.info("log file: %s", log_path)
         cluster_up = False
         for number, name in enumerate(selected, start=1):

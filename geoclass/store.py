@@ -21,12 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.classes import (
     ClassTable,
@@ -45,11 +44,11 @@ MARKER = ".geoclass_run.json"
 
 
 def fingerprint(files: Iterable[str | Path], settings: object = None) -> str:
-    """A hash of the files' paths, sizes and modification times, and of `settings` (JSON)."""
+    """A hash of the files' paths, sizes and modification times (objects: sizes and
+    versions), and of `settings` (JSON)."""
     digest = hashlib.sha256()
     for path in sorted(str(f) for f in files):
-        stat = os.stat(path)
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path}|{fs.signature(path)}\n".encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
@@ -57,7 +56,7 @@ def fingerprint(files: Iterable[str | Path], settings: object = None) -> str:
 def sha256_of(path: str | Path) -> str:
     """The SHA-256 of a file's content."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fs.open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -69,10 +68,16 @@ def plain(value):
 
 
 class RunStore:
-    """The outputs of one run, under `root` (a config's `chain.output_path`)."""
+    """The outputs of one run, under `root` (a config's `chain.output_path`: a local folder
+    or an object-store URL, see `geoclass.fs`)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = fs.as_path(root)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the run is on an object store (atomic.py says what that changes)."""
+        return fs.is_url(self.root)
 
     # --- per step --------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class RunStore:
     @staticmethod
     def styles(tif: Path) -> list[Path]:
         """The QGIS style and the GDAL attribute table written next to a class map."""
-        tif = Path(tif)
+        tif = fs.as_path(tif)
         return [tif.with_suffix(".qml"), tif.with_name(tif.name + ".aux.xml")]
 
     def metrics(self) -> dict:
@@ -187,7 +192,7 @@ class RunStore:
         path = self.manifest_path(step)
         try:
             return json.loads(path.read_text()) if path.exists() else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, FileNotFoundError):
             return None
 
     def write_manifest(self, step: str, content: dict) -> None:
@@ -198,7 +203,7 @@ class RunStore:
     def forget(self, step: str) -> None:
         """The step is being redone: its outputs are not trusted until its manifest is
         written again."""
-        self.manifest_path(step).unlink(missing_ok=True)
+        fs.rm(self.manifest_path(step))
 
     def record(self, step: str) -> dict:
         """What a step recorded of its outputs (keys, hashes), from its manifest."""
@@ -218,7 +223,7 @@ class RunStore:
         """The SHA-256 the train step recorded for the model file `path` (None when it is not
         one of the models of this run's manifest)."""
         entries = ((self.manifest("train") or {}).get("record") or {}).get("models", [])
-        target = Path(path).resolve()
+        target = fs.as_path(path).resolve()
         return next((m["sha256"] for m in entries
                      if (self.root / m["file"]).resolve() == target), None)
 
@@ -230,6 +235,10 @@ class RunStore:
     def record_item(self, step: str, key: str, stamp: str) -> None:
         with atomic_output(self.root / "manifests" / step / f"{key}.json") as tmp:
             tmp.write_text(json.dumps({"stamp": stamp}))
+
+    def forget_item(self, step: str, key: str) -> None:
+        """The item is being rewritten: not trusted until `record_item` again."""
+        fs.rm(self.root / "manifests" / step / f"{key}.json")
 
     # --- ownership and leftovers -------------------------------------------------------------
 
@@ -247,8 +256,8 @@ class RunStore:
                               f"({other}); choose another chain.output_path, or pass "
                               "--overwrite to delete them and start again"])
         for name in FOLDERS:
-            shutil.rmtree(self.root / name, ignore_errors=True)
-        marker.unlink()
+            fs.rm(self.root / name)
+        fs.rm(marker)
 
     def mark(self, owner: str) -> None:
         """Record which config the output folder belongs to (once its inputs passed the
@@ -261,16 +270,16 @@ class RunStore:
 
     def remove_stale_temporaries(self) -> None:
         """Remove what a killed run left half-written: temporary siblings of outputs (never
-        taken as outputs: only final names are)."""
+        taken as outputs: only final names are). An object store has none: its files are
+        staged locally, its folders written in place under a manifest written last."""
+        if self.remote:
+            return
         for name in FOLDERS:
             folder = self.root / name
             if not folder.is_dir():
                 continue
             for path in list(folder.rglob(".*.tmp-*")) + list(folder.rglob(".*.old-*")):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+                fs.rm(path)
 
 
 # --- typed results ---------------------------------------------------------------------------

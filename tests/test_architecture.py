@@ -16,7 +16,7 @@ OPTIONAL = {"torch", "xgboost", "lightgbm", "dask_jobqueue", "dask_gateway", "IP
             "ipywidgets"}
 # imports flow downwards through these layers (a module may import its own layer or below)
 LAYERS = [
-    {"errors", "grid", "atomic", "classes", "config", "logs", "store", "memory"},
+    {"errors", "grid", "fs", "atomic", "classes", "config", "logs", "store", "memory"},
     {"cluster"},
     {"kernels", "io", "models", "report", "lazy"},
     {"views"},

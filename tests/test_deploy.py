@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from geoclass import fs
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 WORKER_COMMAND = re.compile(r"(-m distributed\.cli\.dask_worker|dask[- ]worker) tls://127\.0\.0\.1:")
 LOCAL = {"dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"}
@@ -256,6 +258,9 @@ def test_shared_paths(tmp_path):
     paths = load("deploy_common").shared_paths(SimpleNamespace(chain=chain))
     assert paths == [str(tmp_path / "run"), str(tmp_path / "s2")]
     assert (tmp_path / "run").is_dir()
+    in_bucket = chain.model_copy(update={"output_path": fs.as_path("s3://bucket/run")})
+    assert load("deploy_common").shared_paths(SimpleNamespace(chain=in_bucket)) == \
+        [str(tmp_path / "s2")]  # the workers reach the bucket themselves: nothing to mount
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

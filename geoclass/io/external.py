@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from geoclass import fs
 from geoclass.config import Config, ExternalSamples
 from geoclass.errors import InputError
 from geoclass.io.reference import as_int, check_labels, listed
@@ -35,7 +36,9 @@ def external_path(config: Config) -> Path | None:
     options = config.chain.external_samples
     if options is None:
         return None
-    path = Path(options.path)
+    path = fs.as_path(options.path)
+    if fs.is_url(path):
+        return path
     if not path.is_absolute() and config.source is not None:
         path = Path(config.source).parent / path
     return path.resolve()
@@ -50,7 +53,7 @@ def read_table(path: Path) -> pd.DataFrame:
         raise InputError([f"{path.name}: unknown table format '{path.suffix}'; external "
                           "samples must be a .csv or .parquet file"])
     try:
-        return pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        return fs.read_csv(path) if kind == "csv" else fs.read_parquet(path)
     except Exception as err:  # noqa: BLE001 - any reader failure means "unreadable"
         raise InputError([f"{path.name}: not a readable {kind} table ({err})"]) from err
 

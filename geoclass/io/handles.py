@@ -5,7 +5,8 @@ next block the same files again: opening a GeoTIFF (headers, directory listing) 
 as much as decoding a 512 px window of it. GDAL has no pool of open datasets that rasterio
 exposes, so each worker thread keeps its own least-recently-used set of open datasets (a
 dataset must not be shared between threads). A file is reopened when its size or modification
-time changes; paths that are not local files (GDAL /vsi... paths, URLs) are opened each time.
+time changes; objects and URLs (fs.open_raster: s3://, https://, /vsi... paths) are opened
+each time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 
 import rasterio
+
+from geoclass import fs
 
 _LOCAL = threading.local()
 
@@ -57,13 +60,13 @@ def open_raster(path: str):
     unchanged (not closed on exit: it stays for the next window)."""
     key = _key(path)
     if key is None or not CAPACITY:
-        with rasterio.open(path) as src:
+        with fs.open_raster(path) as src:
             yield src
         return
     cache = _cache()
     src = cache.pop(key, None)
     if src is None or src.closed:
-        src = rasterio.open(path)
+        src = rasterio.open(key[0])
     cache[key] = src  # most recent last
     while len(cache) > CAPACITY:
         cache.popitem(last=False)[1].close()
@@ -72,7 +75,7 @@ def open_raster(path: str):
 
 
 def _key(path: str):
-    if "://" in str(path) or str(path).startswith("/vsi"):
+    if fs.is_url(path) or str(path).startswith("/vsi"):
         return None
     try:
         stat = os.stat(path)

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 
 QGIS_DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>"
@@ -107,7 +108,8 @@ def _pam_root(aux: Path) -> ET.Element:
     if not aux.exists():
         return ET.Element("PAMDataset")
     try:
-        root = ET.parse(aux).getroot()
+        with fs.open(aux, "rb") as f:
+            root = ET.parse(f).getroot()
     except ET.ParseError as error:
         raise ValueError(f"{aux} is not valid XML, not overwriting it: {error}") from error
     if root.tag != "PAMDataset":
@@ -117,7 +119,7 @@ def _pam_root(aux: Path) -> ET.Element:
 
 def write_qml(tif_path: str | Path, classes: Iterable[Sequence], band: int = 1) -> Path:
     """Write `qml_text` to <tif without suffix>.qml, atomically; returns its path."""
-    qml = Path(tif_path).with_suffix(".qml")
+    qml = fs.as_path(tif_path).with_suffix(".qml")
     text = qml_text(classes, band)
     with atomic_output(qml) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -129,7 +131,7 @@ def write_rat(tif_path: str | Path, classes: Iterable[Sequence], band: int = 1,
     """Put `rat_element` in <tif>.aux.xml for `band`, atomically; returns its path. What the
     sidecar already holds (statistics, metadata, other bands) is kept; a previous attribute
     table of the band is replaced."""
-    aux = Path(f"{tif_path}.aux.xml")
+    aux = fs.as_path(f"{tif_path}.aux.xml")
     table = rat_element(classes, counts)
     root = _pam_root(aux)
     node = next((b for b in root.findall("PAMRasterBand") if b.get("band") == str(band)), None)
@@ -150,6 +152,6 @@ def write_class_styles(tif_path: str | Path, classes: Iterable[Sequence],
     attribute table (<name>.tif.aux.xml, with pixel counts if `counts` is given), both for
     band 1 and both written atomically. Returns (qml path, aux.xml path)."""
     classes = _checked(classes)
-    if not Path(tif_path).exists():
+    if not fs.exists(tif_path):
         raise FileNotFoundError(f"no raster at {tif_path}")
     return write_qml(tif_path, classes), write_rat(tif_path, classes, counts=counts)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
 
+from geoclass import fs
 from geoclass.classes import MAX_LISTED, as_int, listed, more
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, pixel_of
@@ -26,10 +25,10 @@ PUNCTUAL = ("Point", "MultiPoint")
 
 def read_vector(path) -> gpd.GeoDataFrame:
     """Read any OGR vector file (first layer), with OGR's FIDs as index."""
-    if not Path(path).is_file():
+    if not fs.is_file(path):
         raise InputError([f"{path}: file not found"])
     try:
-        return pyogrio.read_dataframe(path, fid_as_index=True)
+        return fs.read_vector(path, fid_as_index=True)
     except Exception as err:  # noqa: BLE001 - any GDAL failure means "unreadable"
         raise InputError([f"{path}: not a readable vector file ({err})"]) from err
 
@@ -38,7 +37,7 @@ def check_ground_truth(
     path, data_field: str, tiles: list[TileGrid] | None = None, repair: bool = False
 ) -> list[str]:
     """Every problem of a ground-truth file (empty list: fine); writes nothing."""
-    name = Path(path).name
+    name = fs.as_path(path).name
     try:
         gdf = read_vector(path)
     except InputError as err:
@@ -70,7 +69,7 @@ def is_point_file(gdf: gpd.GeoDataFrame) -> bool:
 
 def check_regions(path, region_field: str, tiles: list[TileGrid] | None = None) -> list[str]:
     """Every problem of a region file (empty list: fine); writes nothing."""
-    name = Path(path).name
+    name = fs.as_path(path).name
     try:
         gdf = read_vector(path)
     except InputError as err:
@@ -340,7 +339,7 @@ def read_nomenclature(path) -> dict[str, str]:
     code_line: dict[str, int] = {}
     name_line: dict[str, int] = {}
     problems = []
-    src = Path(path).name
+    src = fs.as_path(path).name
     for number, line in _lines(path):
         name, sep, code = line.rpartition(":")
         name, code = name.strip(), code.strip()
@@ -364,7 +363,7 @@ def read_color_table(path) -> dict[str, tuple[int, int, int]]:
     table: dict[str, tuple[int, int, int]] = {}
     first_line: dict[str, int] = {}
     problems = []
-    name = Path(path).name
+    name = fs.as_path(path).name
     for number, line in _lines(path):
         tokens = line.rsplit(maxsplit=3)
         if len(tokens) != 4:
@@ -389,10 +388,10 @@ def read_color_table(path) -> dict[str, tuple[int, int, int]]:
 
 def _lines(path) -> list[tuple[int, str]]:
     """Numbered non-blank lines of a text file (UTF-8, else Latin-1)."""
-    if not Path(path).is_file():
+    if not fs.is_file(path):
         raise InputError([f"{path}: file not found"])
     try:
-        raw = Path(path).read_bytes()
+        raw = fs.as_path(path).read_bytes()
     except OSError as err:
         raise InputError([f"{path}: cannot read the file ({err.strerror})"]) from err
     try:

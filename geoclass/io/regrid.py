@@ -16,6 +16,7 @@ from affine import Affine
 from odc.geo.overlap import compute_reproject_roi
 from rasterio.warp import Resampling, reproject
 
+from geoclass import fs
 from geoclass.grid import TileGrid
 
 
@@ -35,7 +36,8 @@ def read_onto(tile: TileMap, name: str, block: TileGrid, resampling: Resampling,
     src_rows, src_cols = roi.roi_src
     if src_rows.stop <= src_rows.start or src_cols.stop <= src_cols.start:
         return None
-    store = zarr.open_group(tile.path, mode="r")[name]
+    where, options = fs.zarr_location(tile.path)
+    store = zarr.open_group(where, mode="r", storage_options=options)[name]
     bands = store.shape[:-2]
     out = np.full((*bands, block.height, block.width), nodata, store.dtype)
     source = store[..., src_rows, src_cols]

@@ -25,7 +25,6 @@ import dask
 import dask.array as da
 import joblib
 import numpy as np
-import pyarrow.parquet as pq
 from dask_ml.model_selection import GridSearchCV
 from dask_ml.preprocessing import StandardScaler as DaskStandardScaler
 from dask_ml.wrappers import Incremental
@@ -35,6 +34,7 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from geoclass import fs
 from geoclass.config import Models
 from geoclass.models import boosting, make_classifier
 
@@ -50,7 +50,7 @@ DISTRIBUTED_BYTES = 512 * 2**20
 def read_table(path: str | Path, features: list[str]):
     """(X float32 (n, F), class codes (n,), polygon of each sample (n,)) of one table, read
     row group by row group into X (peak memory: X and one row group, not two copies)."""
-    file = pq.ParquetFile(str(path))
+    file = fs.parquet_file(path)
     meta = file.metadata
     x = np.empty((meta.num_rows, len(features)), np.float32)
     codes, groups, start = [], [], 0
@@ -69,7 +69,7 @@ def dask_table(path: str | Path, features: list[str]):
     """The same as dask arrays, one block per row group of the file, read on the workers (the
     row counts come from the file's metadata: nothing is read here)."""
     path = str(path)
-    groups = pq.ParquetFile(path).metadata
+    groups = fs.parquet_file(path).metadata
     sizes = [groups.row_group(i).num_rows for i in range(groups.num_row_groups)]
     read = dask.delayed(_row_group, pure=True)
     blocks = [read(path, i, features) for i in range(len(sizes))]
@@ -82,7 +82,7 @@ def dask_table(path: str | Path, features: list[str]):
 
 def _row_group(path: str, index: int, features: list[str], file=None):
     """(X, codes, polygons) of one row group."""
-    file = file or pq.ParquetFile(path)
+    file = file or fs.parquet_file(path)
     table = file.read_row_group(index, columns=[*features, "code", "piece"])
     x = np.empty((table.num_rows, len(features)), np.float32)
     for j, name in enumerate(features):

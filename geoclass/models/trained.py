@@ -6,12 +6,12 @@ fast predictors (kernels.fastforest, kernels.fastboost)."""
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.errors import InputError
 from geoclass.kernels import fastboost, fastforest
@@ -68,7 +68,7 @@ def load_model(path: str | Path, sha256: str | None = None, fast: bool = True) -
     """Load a saved model, refusing a file whose SHA-256 is not `sha256` (default: the one
     the train step recorded for it in its run's `manifests/train.json`, when it is one of that
     run's models); `fast`: compile its fast predictor."""
-    path = Path(path)
+    path = fs.as_path(path)
     if not path.exists():
         raise InputError([f"{path}: no such model; run geoclass train first"])
     if sha256 is None and len(path.resolve().parents) > 1:  # <run>/model/<file>
@@ -77,7 +77,8 @@ def load_model(path: str | Path, sha256: str | None = None, fast: bool = True) -
         raise InputError([f"{path}: this model file changed after training (its SHA-256 is "
                           "not the one recorded in manifests/train.json): it may have been "
                           "replaced, and is not loaded; retrain (geoclass train --force)"])
-    model = joblib.load(path)
+    with fs.open(path, "rb") as f:
+        model = joblib.load(f)
     if not isinstance(model, TrainedModel):
         raise InputError([f"{path}: not a geoclass model"])
     return model.compile() if fast else model
@@ -90,4 +91,4 @@ def _cached(path: str, stamp: int, sha256: str | None, fast: bool) -> TrainedMod
 
 def cached_model(path: str, sha256: str | None = None, fast: bool = True) -> TrainedModel:
     """A model loaded once per worker process (by path, modification time and hash)."""
-    return _cached(path, os.stat(path).st_mtime_ns, sha256, fast)
+    return _cached(str(path), fs.mtime_ns(path), sha256, fast)

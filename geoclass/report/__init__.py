@@ -15,6 +15,7 @@ import yaml
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.report import figures
 from geoclass.report.figures import class_colors
@@ -81,7 +82,7 @@ def _pixel_area_ha(src: rasterio.DatasetReader) -> float:
 def class_areas(map_path: Path, codes: list[int]) -> dict[int, float]:
     """Hectares of each class code in a classification map, read window by window."""
     totals = dict.fromkeys((int(c) for c in codes), 0)
-    with rasterio.open(map_path) as src:
+    with fs.open_raster(map_path) as src:
         pixel_ha = _pixel_area_ha(src)
         for window in _windows(src, WINDOW_SIDE):
             for value, count in _count_values(src.read(1, window=window)).items():
@@ -92,7 +93,7 @@ def class_areas(map_path: Path, codes: list[int]) -> dict[int, float]:
 
 def quicklook(map_path: Path, max_side: int = QUICKLOOK_SIDE) -> tuple[np.ndarray, int | None]:
     """A decimated copy of the map (overviews used when present) and its nodata value."""
-    with rasterio.open(map_path) as src:
+    with fs.open_raster(map_path) as src:
         scale = min(1.0, max_side / max(src.height, src.width))
         shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
         data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
@@ -209,15 +210,15 @@ def _context(title, settings, classes, map_path, runs, summary, fusion, areas, w
     elif areas:
         context["areas_figure"] = figures.areas_figure(areas, names, colors)
     if map_path is not None:
-        codes, nodata = quicklook(Path(map_path))
+        codes, nodata = quicklook(fs.as_path(map_path))
         context["map_figure"] = figures.map_figure(codes, nodata, classes, colors)
-        context["map_source"] = Path(map_path).name
+        context["map_source"] = fs.as_path(map_path).name
     uncertainty = extra.get("uncertainty_path")
-    if uncertainty is not None and Path(uncertainty).exists():
-        values, nodata = quicklook(Path(uncertainty))
+    if uncertainty is not None and fs.as_path(uncertainty).exists():
+        values, nodata = quicklook(fs.as_path(uncertainty))
         measure = extra.get("uncertainty_measure") or "entropy"
         context["uncertainty_figure"] = figures.uncertainty_figure(values, nodata, measure)
-        context["uncertainty_source"] = Path(uncertainty).name
+        context["uncertainty_source"] = fs.as_path(uncertainty).name
         context["uncertainty_measure"] = measure
     if runs:
         stats = figures.per_class_stats(runs)
@@ -297,7 +298,7 @@ def write_report(path: Path, *, title: str, settings: dict, classes: list[dict],
     page = TEMPLATES.get_template("page.html.j2").render(
         **_context(title, settings, classes, map_path, runs, summary, fusion, areas, warnings,
                    extra))
-    path = Path(path)
+    path = fs.as_path(path)
     with atomic_output(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

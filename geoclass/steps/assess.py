@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.atomic import atomic_output, write_text_atomic
 from geoclass.config import Config
 from geoclass.grid import TileGrid
@@ -52,7 +52,7 @@ DESIGN_NOTE = (f"{DESIGN}. geoclass's validation pixels are every pixel of the p
 
 
 def _samples(store: RunStore, run: int) -> pd.DataFrame:
-    return pd.read_parquet(store.samples(run, "validation"))
+    return fs.read_parquet(store.samples(run, "validation"))
 
 
 def _fusion_samples(store: RunStore, runs: int) -> tuple[pd.DataFrame, str]:

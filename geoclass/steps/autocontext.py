@@ -15,12 +15,11 @@ before the last, `iter_<k>/` with its models and its tile maps."""
 from __future__ import annotations
 
 import logging
-import shutil
 
 import numpy as np
 import pandas as pd
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.config import Config
 from geoclass.store import RunStore
 from geoclass.views.context import (
@@ -61,7 +60,7 @@ def build_segments(config: Config, store: RunStore, learn: pd.DataFrame) -> None
         windows_path = store.scratch(f"{tile}_windows")
         ids = segment_tile(scaled, windows_path, size, config.chain.autocontext_compactness)
         lazy.write_array(ids, store.segments(tile), f"stitching the superpixels of {tile}")
-        shutil.rmtree(windows_path, ignore_errors=True)
+        fs.rm(windows_path)
         log.info("%s: superpixels of ~%d px on %d features", tile, size * size, len(names))
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
+from geoclass import fs
 from geoclass.classes import check_class_table_inputs
 from geoclass.config import Config
 from geoclass.errors import ConfigError, InputError
@@ -57,7 +57,7 @@ def _clear_fraction(series: SensorSeries, out_shape=(64, 64)) -> list[float]:
     for acq in series.acquisitions:
         invalid = np.zeros(out_shape, bool)
         for mask in acq.masks:
-            with rasterio.open(mask.path) as src:
+            with fs.open_raster(mask.path) as src:
                 invalid |= invalid_from_mask(src.read(1, out_shape=out_shape), mask.rule)
         fractions.append(float(1 - invalid.mean()))
     return fractions
@@ -165,6 +165,8 @@ def _check_reference(config: Config, report: CheckReport, grids, names=None) -> 
 
 def output_problems(path: Path) -> list[str]:
     """Why `chain.output_path` cannot be created or written to, if it cannot."""
+    if fs.is_url(path):
+        return fs.check_writable(path)
     path = Path(path)
     if path.exists() and not path.is_dir():
         return [f"chain.output_path {path} is a file, not a folder; choose another path"]

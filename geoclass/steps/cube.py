@@ -66,6 +66,7 @@ def run(config: Config, store: RunStore, force: bool = False) -> Cubes:
                      src.grid.height)
             ds = tile_observations(config, src, dates)
             ds.attrs["geoclass_fingerprint"] = stamp
+            store.forget_item("cubes", tile)  # a half-rewritten cube is never taken as done
             encoding = {name: {"compressors": [COMPRESSOR]} for name in ds.data_vars
                         if name.startswith("obs_") or name == "user"}
             lazy.write_dataset(ds, path, f"writing {path.name}", encoding)

@@ -11,10 +11,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from rasterio.warp import Resampling
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.classes import ClassTable
 from geoclass.config import Config, Smoothing
 from geoclass.errors import InputError
@@ -153,7 +152,7 @@ def classification_cog(path: Path, mosaic: Path, grid: TileGrid, table: ClassTab
     counts, = lazy.compute_all([class_counts(lazy.read_zarr(mosaic, "classification"), codes)],
                                label=f"class counts of {path.name}")
     for stale in RunStore.styles(path):  # a previous map's sidecar describes another raster
-        stale.unlink(missing_ok=True)
+        fs.rm(stale)
     write_class_styles(path, styles, counts=dict(zip(codes, counts.tolist())))
 
 
@@ -262,7 +261,7 @@ def run_confusion(config: Config, store: RunStore, run: int | str, grid: TileGri
                   grids: dict[str, TileGrid], table: ClassTable,
                   samples_run: int | None = None) -> np.ndarray:
     """The confusion matrix of a mosaic against the validation pixels of `samples_run`."""
-    samples = pd.read_parquet(store.samples(run if samples_run is None else samples_run,
+    samples = fs.read_parquet(store.samples(run if samples_run is None else samples_run,
                                             "validation"))
     predicted = map_values_at(store.mosaic(run), grid, samples,
                               {t: g.crs for t, g in grids.items()})

@@ -9,10 +9,8 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pandas as pd
-
 import geoclass
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.atomic import write_text_atomic
 from geoclass.config import Config
 from geoclass.report import class_areas, write_report
@@ -74,7 +72,7 @@ def sample_counts(config: Config, store: RunStore, codes: list[int]) -> dict:
     table = {code: {"code": code, "learn": [], "validation": []} for code in codes}
     for run in runs:
         for kind in ("learn", "validation"):
-            found = pd.read_parquet(store.samples(run, kind), columns=["code"])["code"]
+            found = fs.read_parquet(store.samples(run, kind), columns=["code"])["code"]
             counts = found.value_counts()
             for code in codes:
                 table[code][kind].append(int(counts.get(code, 0)))

@@ -12,7 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.atomic import atomic_output
 from geoclass.classes import ClassTable, build_class_table
 from geoclass.config import Config
@@ -181,17 +181,17 @@ def run(config: Config, store: RunStore, force: bool = False) -> Samples:
     cubes = {tile: open_cube(store.cube(tile)) for tile in config.chain.list_tile}
     grids = {tile: grid_of_cube(cube) for tile, cube in cubes.items()}
     pieces, table = reference_pieces(config, external, grids)
-    with atomic_output(store.samples_dir) as tmp:
-        tmp.mkdir()
+    with atomic_output(store.samples_dir, shared=True) as tmp:
+        tmp.mkdir(parents=True, exist_ok=True)
         tables, stats = extract(config, pieces, table, cubes, tmp, external)
         for run_number, (validation, report) in tables.items():
             (tmp / store.samples(run_number).name).mkdir(exist_ok=True)
-            validation.to_parquet(tmp / store.samples(run_number, "validation").name,
-                                  index=False)
+            fs.to_parquet(validation, tmp / store.samples(run_number, "validation").name,
+                          index=False)
             report |= stats
             (tmp / store.sample_report(run_number).name).write_text(
                 json.dumps(report, indent=2))
-    stem = Path(config.chain.ground_truth or external_path(config)).stem
+    stem = fs.as_path(config.chain.ground_truth or external_path(config)).stem
     store.write_class_table(table, stem)
     return Samples(store, config.chain.runs, table)
 
@@ -375,8 +375,8 @@ def write_region_table(path: str, parts: list, learn_pieces: set, wanted: dict[i
             learn = pd.concat([learn, new], ignore_index=True)
     learn = learn[META + features].reset_index(drop=True)
     if len(learn):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        learn.to_parquet(path, index=False, row_group_size=ROW_GROUP)
+        fs.as_path(path).parent.mkdir(parents=True, exist_ok=True)
+        fs.to_parquet(learn, path, index=False, row_group_size=ROW_GROUP)
     external_flag = learn["tile"].astype(str).eq("external") & ~learn["synthetic"]
     per_class = {int(c): {"learn": int((learn["code"] == c).sum()),
                           "synthetic": int(((learn["code"] == c) & learn["synthetic"]).sum()),
@@ -446,8 +446,8 @@ def read_samples(store: RunStore, run: int, kind: str = "learn",
     the samples step wrote them, in one table (a notebook's view: the train step reads each
     region's table on a worker)."""
     if kind != "learn":
-        return pd.read_parquet(store.samples(run, kind), columns=columns)
-    parts = [pd.read_parquet(p, columns=columns) for p in store.learn_parts(run).values()]
+        return fs.read_parquet(store.samples(run, kind), columns=columns)
+    parts = [fs.read_parquet(p, columns=columns) for p in store.learn_parts(run).values()]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns or META})
     return pd.concat(parts, ignore_index=True)

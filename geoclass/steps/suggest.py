@@ -11,7 +11,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.config import Config
 from geoclass.errors import InputError
 from geoclass.io.vector import write_geopackage
@@ -78,7 +78,7 @@ def suggest(config: Config, store: RunStore, n: int = 200, min_distance: float |
          "uncertainty": chosen["uncertainty"] / UNCERTAINTY_SCALE, "measure": measure,
          "run": run, "row": rows, "col": cols},
         geometry=gpd.points_from_xy(xs, ys), crs=grid.crs)
-    path = Path(output) if output is not None else store.suggestions(run)
+    path = fs.as_path(output) if output is not None else store.suggestions(run)
     write_geopackage(points, path, layer="suggested_samples")
     if len(points) < n:
         log.warning("only %d locations found at least %.1f pixels apart (of %d asked)",

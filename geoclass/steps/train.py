@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow
-import pyarrow.parquet as pq
 import sklearn
 from distributed import get_client
 from sklearn.model_selection import GridSearchCV as SklearnGridSearchCV
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.cluster import compute
 from geoclass.config import Config, Models
 from geoclass.errors import InputError
@@ -112,7 +111,7 @@ class LearnPart:
     features: tuple[str, ...]
 
     def load(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path)
+        return fs.read_parquet(self.path)
 
 
 def learning_parts(store: RunStore, runs: int) -> list[LearnPart]:
@@ -120,8 +119,9 @@ def learning_parts(store: RunStore, runs: int) -> list[LearnPart]:
     parts = []
     for run in range(runs):
         for region, path in store.learn_parts(run).items():
-            features = [c for c in pq.read_schema(path).names if c not in SAMPLE_META]
-            codes = pd.read_parquet(path, columns=["code"])["code"]
+            features = [c for c in fs.parquet_file(path).schema_arrow.names
+                        if c not in SAMPLE_META]
+            codes = fs.read_parquet(path, columns=["code"])["code"]
             classes = tuple(sorted(int(c) for c in codes.unique()))
             if len(classes) < 2:
                 log.warning("region %s run %s: fewer than 2 classes in the samples; "

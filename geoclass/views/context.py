@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.config import Config
 from geoclass.errors import ConfigError
 from geoclass.kernels.superpixels import (
@@ -85,7 +85,8 @@ def stitched(windows_path, shape, chunks, h: int):
 
 def _stitch_block(template, path, h, grid_chunks, block):
     """Read the windows' parts over this core chunk (a thin reader), then stitch."""
-    windows = zarr.open_array(path, mode="r")
+    where, options = fs.zarr_location(path)
+    windows = zarr.open_array(where, mode="r", storage_options=options)
     i, j = block
     own, others = None, []
     for a, b, core, stored in window_parts(i, j, grid_chunks, h):

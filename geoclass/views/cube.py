@@ -23,7 +23,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoclass import lazy
+from geoclass import fs, lazy
 from geoclass.config import Config
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
@@ -281,7 +281,7 @@ def grid_of_cube(ds: xr.Dataset, chunk: int | None = None) -> TileGrid:
 
 def open_cube(path: str | Path) -> xr.Dataset:
     """A stored cube, lazily, with its `features` view."""
-    return with_views(lazy.open_zarr(Path(path)))
+    return with_views(lazy.open_zarr(fs.as_path(path)))
 
 
 def open_series(series: SensorSeries, grid: TileGrid) -> xr.DataArray:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.io.handles import open_raster
@@ -99,8 +98,9 @@ class SensorSeries:
 def left_out(tile_dir, read: set[str], kind: str) -> tuple[str, ...]:
     """The folders of `tile_dir` a reader did not take (not named `read`): a note each, so
     that no product is dropped in silence (a name without a parseable date, another tile)."""
+    folder = fs.as_path(tile_dir)
     return tuple(f"{p.name}: left out, not a {kind} product name of this tile with a date"
-                 for p in sorted(Path(tile_dir).iterdir()) if p.is_dir() and p.name not in read)
+                 for p in sorted(folder.iterdir()) if p.is_dir() and p.name not in read)
 
 
 def _on_grid(src, grid: TileGrid) -> bool:
@@ -244,7 +244,7 @@ def encoding_of(series: SensorSeries, dtype=None) -> Encoding:
     if dtype is None:
         types = []
         for path in dict.fromkeys(ref.path for ref in series.acquisitions[0].bands):
-            with rasterio.open(path) as src:
+            with fs.open_raster(path) as src:
                 types += list(src.dtypes)
         dtype = np.result_type(*types)
     pairs = [_conversion(series, group[0]) for group in series.by_date()]

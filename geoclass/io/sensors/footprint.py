@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 
-import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, transform_bounds
 
+from geoclass import fs
 from geoclass.grid import TileGrid, north_up_problem
 
 
 def bounds_in(path: str, crs: CRS) -> tuple[float, float, float, float]:
     """The raster's bounds (left, bottom, right, top) in `crs`."""
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         if src.crs is None:
             raise ValueError(f"{path} has no CRS")
         if src.crs == crs:
@@ -35,7 +35,7 @@ def grid_of_footprint(
     """A tile grid over a raster's footprint: in `crs` (default: the raster's own CRS) at
     `resolution` (default: the raster's, or GDAL's estimate of it in another CRS), with pixel
     edges on multiples of the resolution, covering the whole footprint."""
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         target = CRS.from_user_input(crs) if crs else src.crs
         if target == src.crs and resolution in (None, abs(src.transform.a)) \
                 and north_up_problem(src.transform, path) is None:

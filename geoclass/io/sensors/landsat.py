@@ -17,6 +17,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import grid_of_raster
 from geoclass.io.bands import L8_BANDS, L8_INDEX_BANDS
@@ -43,7 +44,7 @@ def _acquisition(product: Path, date: dt.date) -> Acquisition:
 
 def read_landsat8_old(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
     """Find every old-format Landsat-8 product of `tile` under `root/<tile>/`."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.l8_path_old: {tile_dir}"])
     products = []
@@ -89,7 +90,7 @@ def _theia_acquisition(product: Path, date: dt.date) -> Acquisition:
 
 def read_landsat8(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
     """Find every THEIA L2A Landsat-8 product of `tile` under `root/<tile>/`."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.l8_path: {tile_dir}"])
     products = []

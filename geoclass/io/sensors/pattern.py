@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoclass import fs
+
 _FIELD = re.compile(r"\{(\w+)(?::([^}]*))?\}")
 _STRFTIME = {
     "Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "j": r"\d{3}", "H": r"\d{2}",
@@ -90,13 +92,15 @@ class NamePattern:
     def undated(self, folder: Path) -> list[str]:
         """Files of `folder` whose name has this pattern's shape but whose date does not
         parse (e.g. 2018-13-45): left out by `find`, to be reported."""
-        names = sorted(p.name for p in Path(folder).iterdir()) if Path(folder).is_dir() else []
+        folder = fs.as_path(folder)
+        names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         return [n for n in names if self.regex.match(n) and self.match(n) is None]
 
     def find(self, folder: Path) -> list[Match]:
         """Every file of `folder` that matches, sorted by date then name."""
         found = []
-        for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        folder = fs.as_path(folder)
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             if path.is_file() and (hit := self.match(path.name)):
                 found.append(Match(path, *hit))
         return sorted(found, key=lambda m: (m.date, m.path.name))

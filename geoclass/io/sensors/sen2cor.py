@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
 from geoclass.io.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries, left_out
@@ -95,7 +96,7 @@ def _same_tile(a: str, b: str) -> bool:
 def read_sen2cor(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
     """Find every Sen2Cor L2A product of `tile` under `root/<tile>/` (the 10 m grid of the
     first product's B02 is the sensor's grid)."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.s2_s2c_path: {tile_dir}"])
     products = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import grid_of_raster
 from geoclass.io.sensors.base import Acquisition, BandRef, SensorSeries
@@ -29,7 +30,7 @@ def _orbit(value: str) -> str | None:
 
 def read_sentinel1(root: Path, tile: str, options, chunk: int = 1024) -> list[SensorSeries]:
     """One series per orbit direction found for `tile` among `options.orbits`."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.s1_path: {tile_dir}"])
     pattern = NamePattern(options.pattern, tile=tile)
@@ -59,7 +60,7 @@ def read_sentinel1(root: Path, tile: str, options, chunk: int = 1024) -> list[Se
             bands = tuple(BandRef(str(files[p])) for p in pols)
         else:
             bands = tuple(BandRef(str(files[p]), i + 1) for i, p in enumerate(pols))
-        acquisitions[orbit].append(Acquisition(date.date(), Path(bands[0].path).name, bands))
+        acquisitions[orbit].append(Acquisition(date.date(), fs.as_path(bands[0].path).name, bands))
     if problems:
         raise InputError(problems)
     found = {o: tuple(a) for o, a in acquisitions.items() if a}

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import rasterio
-
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.io.sensors.base import Acquisition, BandRef, MaskRef, SensorSeries
 from geoclass.io.sensors.footprint import grid_of_footprint
@@ -40,7 +39,7 @@ def read_series(
 ) -> SensorSeries:
     """The dated files of `tile`; the series' own grid is the first file's footprint in `crs`
     (default: the file's CRS) at `resolution` (default: the file's)."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.series_path: {tile_dir}"])
     pattern = _pattern(options.pattern, "pattern", tile)
@@ -100,7 +99,7 @@ def read_series(
 
 def _check_band_count(acq: Acquisition, names: list[str]) -> None:
     path = acq.bands[-1].path
-    with rasterio.open(path) as src:
+    with fs.open_raster(path) as src:
         if src.count < acq.bands[-1].index:
             raise InputError([f"{path} has {src.count} band(s); series.band_names lists "
                               f"{len(names)}: {', '.join(names)}"])

@@ -1,5 +1,6 @@
-"""A local STAC catalog, collection or ItemCollection whose assets are files on disk
-(`chain.stac_path`), loaded lazily onto the tile grid with odc-stac.
+"""A STAC catalog, collection or ItemCollection (`chain.stac_path`: a file, or a URL: https://,
+s3://...) whose assets are files or objects (COGs are read by byte ranges), loaded lazily
+onto the tile grid with odc-stac.
 
 Items of a tile: those whose `s2:mgrs_tile`, `grid:code` (`MGRS-31TCJ`) or `mgrs:*` properties
 name the tile, or, for items without such a property, whose footprint meets the tile grid.
@@ -16,7 +17,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import dask.array as da
 import numpy as np
@@ -24,6 +25,7 @@ import odc.stac
 import pystac
 from rasterio.errors import NotGeoreferencedWarning
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
 from geoclass.io.sensors.base import (
@@ -51,25 +53,41 @@ class StacSeries(SensorSeries):
     cloud_asset: str | None = None
 
 
+class FsspecStacIO(pystac.StacIO):
+    """pystac's reads through fsspec: catalogs on object stores and HTTP servers alike."""
+
+    def read_text(self, source, *args, **kwargs) -> str:
+        href = source if isinstance(source, str) else source.get_absolute_href()
+        return fs.as_path(href).read_text(encoding="utf-8")
+
+    def write_text(self, dest, txt: str, *args, **kwargs) -> None:
+        raise NotImplementedError("geoclass only reads STAC catalogs")
+
+
 def _load_items(path: Path) -> list:
-    path = Path(path)
+    path = fs.as_path(path)
     if not path.is_file():
         raise InputError([f"chain.stac_path: {path} does not exist"])
+    io = FsspecStacIO()
     kind = json.loads(path.read_text()).get("type")
     if kind == "FeatureCollection":
-        items = list(pystac.ItemCollection.from_file(str(path)))
+        items = list(pystac.ItemCollection.from_file(str(path), stac_io=io))
     elif kind == "Feature":
-        items = [pystac.Item.from_file(str(path))]
+        items = [pystac.Item.from_file(str(path), stac_io=io)]
     else:
-        items = list(pystac.read_file(str(path)).get_items(recursive=True))
+        items = list(pystac.read_file(str(path), stac_io=io).get_items(recursive=True))
     for item in items:
-        base = Path(item.get_self_href() or path).parent
+        base = item.get_self_href() or str(path)
         for asset in item.assets.values():
             href = urlparse(asset.href)
-            if href.scheme in ("", "file") and not Path(href.path).is_absolute():
-                asset.href = str((base / href.path).resolve())
-            elif href.scheme == "file":
+            if fs.is_url(asset.href):
+                continue
+            if href.scheme == "file":
                 asset.href = href.path
+            elif fs.is_url(base):
+                asset.href = urljoin(base, asset.href)
+            elif not Path(href.path).is_absolute():
+                asset.href = str((Path(base).parent / href.path).resolve())
     return items
 
 
@@ -104,8 +122,8 @@ def _local(item, key: str, problems: list[str]) -> str | None:
     if asset is None:
         problems.append(f"STAC item {item.id}: no asset '{key}'")
         return None
-    if not Path(asset.href).is_file():
-        problems.append(f"STAC item {item.id}: asset '{key}' is not a local file: {asset.href}")
+    if not fs.is_file(asset.href):
+        problems.append(f"STAC item {item.id}: asset '{key}' is not a file: {asset.href}")
         return None
     return asset.href
 
@@ -132,7 +150,7 @@ def _of_tile(items: list, tile: str, grid: TileGrid | None, options) -> list:
     if unnamed and grid is not None:
         first = next(iter(options.bands.values()))
         named += [i for i in unnamed if first in i.assets
-                  and Path(i.assets[first].href).is_file()
+                  and fs.is_file(i.assets[first].href)
                   and overlaps(i.assets[first].href, grid)]
     elif unnamed and not named:
         raise InputError([f"STAC items without a tile property (s2:mgrs_tile, grid:code) can "
@@ -157,7 +175,8 @@ def read_stac(
     if problems:
         raise InputError(problems)
     acquisitions = tuple(a for _, a in pairs)
-    hrefs = {i.get_self_href() for i, _ in pairs} | {str(Path(path).resolve())}
+    hrefs = {i.get_self_href() for i, _ in pairs} | {
+        fs.url(path) if fs.is_url(path) else str(Path(path).resolve())}
     return StacSeries(
         sensor="stac",
         prefix=options.prefix,
@@ -169,7 +188,7 @@ def read_stac(
         index_bands={k: v for k, v in options.index_bands.items() if v in options.bands},
         valid_range=tuple(options.valid_range) if options.valid_range else None,
         resampling=options.resampling,
-        extra_files=tuple(sorted(h for h in hrefs if h and Path(h).is_file())),
+        extra_files=tuple(sorted(h for h in hrefs if h and fs.is_file(h))),
         items=tuple(i.to_dict() for i, _ in pairs),
         assets=tuple(options.bands.values()),
         cloud_asset=options.cloud_asset,
@@ -213,6 +232,8 @@ def open_stac_observations(series: StacSeries, grid: TileGrid) -> tuple[object, 
     if series.cloud_asset:
         resampling[series.cloud_asset] = "nearest"
     extra = {} if series.nodata is None else {"nodata": series.nodata}
+    if fs.gdal_options():  # an S3-compatible endpoint named in the environment
+        odc.stac.configure_rio(**fs.gdal_options())
     ds = odc.stac.load(
         items, bands=keys, geobox=grid.geobox, chunks={"x": grid.chunk, "y": grid.chunk},
         groupby=_ByDate({a.product: a.date for a in series.acquisitions}),

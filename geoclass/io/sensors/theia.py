@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
 from geoclass.io.bands import S2_BANDS, S2_INDEX_BANDS
@@ -54,7 +55,7 @@ def _mask_refs(product: Path) -> tuple[MaskRef, ...]:
 
 def read_theia_s2(root: Path, tile: str, chunk: int = 1024) -> SensorSeries:
     """Find every product of `tile` under `root/<tile>/` and describe it as a series."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.s2_path: {tile_dir} does not exist"])
     products = sorted(

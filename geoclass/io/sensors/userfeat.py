@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid, grid_of_raster
 from geoclass.io.sensors.base import BandRef, read_window
@@ -41,7 +41,7 @@ def read_user_features(root: Path, tile: str, patterns: list[str], chunk: int = 
     """Describe the user rasters of `tile`. Their grid is the first matched raster's, or,
     with `crs` or `resolution`, its footprint in `crs` (default: the raster's CRS) at
     `resolution` (default: the raster's), onto which the rasters are warped."""
-    tile_dir = Path(root) / tile
+    tile_dir = fs.as_path(root) / tile
     if not tile_dir.is_dir():
         raise InputError([f"no folder for tile {tile} in chain.user_feat_path: {tile_dir}"])
     rasters = sorted(p for p in tile_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
@@ -51,7 +51,7 @@ def read_user_features(root: Path, tile: str, patterns: list[str], chunk: int = 
         if not matched:
             problems.append(f"{tile_dir}: no raster matches user_feat pattern '{pattern}'")
         for path in matched:
-            with rasterio.open(path) as src:
+            with fs.open_raster(path) as src:
                 for k in range(1, src.count + 1):
                     label = src.descriptions[k - 1] or f"{pattern.strip('*?[]')}_b{k}"
                     names.append(label)
