@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import xarray as xr
+from dask_ml.wrappers import ParallelPostFit
 
 from geoclass import lazy
 from geoclass.config import Config
@@ -97,8 +98,6 @@ def predict_table(model, X, proba: bool = False):
     """Lazy predictions (class codes, or probabilities with `proba`) of a dask array of
     samples (n, features), block by block on the cluster, with dask-ml's ParallelPostFit:
     any fitted estimator (or TrainedModel, or model file), nothing gathered on the driver."""
-    from dask_ml.wrappers import ParallelPostFit  # dask-ml loads on use
-
     if not isinstance(model, TrainedModel) and not hasattr(model, "predict"):
         model = load_model(model)
     estimator = model.estimator if isinstance(model, TrainedModel) else model
