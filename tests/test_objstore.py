@@ -6,17 +6,12 @@ external tables and vectors read from the bucket."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +30,7 @@ from geoclass.steps import cube as cube_step
 from geoclass.views.cube import open_cube
 
 from .conftest import make_scene
+from .servers import free_port, serving
 
 pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
@@ -44,35 +40,11 @@ INPUT_KEYS = ("s2_path", "ground_truth", "region_path", "nomenclature_path", "co
 SETTINGS = {"models": {"params": {"n_estimators": 10}}}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def moto_process() -> Iterator[str]:
-    """moto's S3 server in its own process on a free port of 127.0.0.1; yields its URL.
-    Not in a thread of this process: GDAL calls that hold the GIL (rasterio reading a
-    sidecar .aux.xml) would wait for a server that needs the GIL to answer."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                               "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError("moto's server did not start") from None
-                time.sleep(0.05)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def moto_process():
+    """moto's S3 server in its own process (tests/servers.py says why); yields its URL."""
+    port = free_port()
+    return serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                   f"http://127.0.0.1:{port}", "/moto-api/")
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,7 @@ the values are those of the files on disk."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +20,7 @@ from geoclass.testing.layouts import STAC_CONFIG
 from geoclass.views.cube import open_series
 
 from .conftest import make_scene
+from .servers import free_port, serving
 
 OPTIONS = StacOptions.model_validate(STAC_CONFIG)
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -67,24 +64,11 @@ def server(scene, tmp_path_factory):
     scene's folder."""
     log = tmp_path_factory.mktemp("served") / "served.log"
     log.write_text("")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")),
-                                str(scene.parent), str(port), str(log)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{url}/", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "the HTTP server did not start"
-                time.sleep(0.05)
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name("range_server.py")),
+               str(scene.parent), str(port), str(log)]
+    with serving(command, f"http://127.0.0.1:{port}") as url:
         yield url, Served(log)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_the_handler_serves_byte_ranges(server, scene):
