@@ -15,7 +15,7 @@ import os
 import resource
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import rasterio
 
@@ -70,8 +70,7 @@ def open_raster(path: str):
     cache[key] = src  # most recent last
     while len(cache) > CAPACITY:
         cache.popitem(last=False)[1].close()
-    with nullcontext(src):
-        yield src
+    yield src
 
 
 def _key(path: str):
@@ -83,9 +82,3 @@ def _key(path: str):
         return None
     return (os.fspath(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
-
-def close_all() -> None:
-    """Close this thread's open datasets."""
-    cache = _cache()
-    while cache:
-        cache.popitem()[1].close()
