@@ -9,7 +9,6 @@ from the run store. `classify_cube` needs neither a config nor an output folder:
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import xarray as xr
 from dask_ml.wrappers import ParallelPostFit
 
@@ -22,8 +21,8 @@ from geoclass.steps import classify as classify_step
 from geoclass.steps.mosaic import cogs as final_maps
 from geoclass.steps.samples import read_samples as _read_samples
 from geoclass.steps.suggest import suggest as suggest_locations
+from geoclass.steps.train import table_features
 from geoclass.store import (
-    SAMPLE_META,
     Accuracy,
     Cubes,
     Maps,
@@ -90,8 +89,7 @@ def learn_table(config: Config, region: int, run: int = 0):
     if region not in parts:
         raise KeyError(f"no learning table for region {region} of run {run} "
                        f"(regions with one: {sorted(parts)})")
-    names = pq.read_schema(parts[region]).names
-    return dask_table(parts[region], [n for n in names if n not in SAMPLE_META])
+    return dask_table(parts[region], table_features(parts[region]))
 
 
 def predict_table(model, X, proba: bool = False):

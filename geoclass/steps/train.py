@@ -114,13 +114,17 @@ class LearnPart:
         return fs.read_parquet(self.path)
 
 
+def table_features(path) -> list[str]:
+    """The feature columns of a learning table, from its schema (nothing else is read)."""
+    return [c for c in fs.parquet_file(path).schema_arrow.names if c not in SAMPLE_META]
+
+
 def learning_parts(store: RunStore, runs: int) -> list[LearnPart]:
     """Every (region, run) to fit, without reading the samples' features."""
     parts = []
     for run in range(runs):
         for region, path in store.learn_parts(run).items():
-            features = [c for c in fs.parquet_file(path).schema_arrow.names
-                        if c not in SAMPLE_META]
+            features = table_features(path)
             codes = fs.read_parquet(path, columns=["code"])["code"]
             classes = tuple(sorted(int(c) for c in codes.unique()))
             if len(classes) < 2:
