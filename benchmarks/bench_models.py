@@ -3,6 +3,7 @@ chosen by measurement, with bench_otb.py's speeds on the OTB anchor stack).
 
     python benchmarks/bench_models.py                       # the demo scene and a noisy one
     python benchmarks/bench_models.py --models extra_trees xgboost --scenes demo
+    python benchmarks/bench_models.py --models lightgbm lightgbm:n_estimators=100,num_leaves=15
 
 Each scene is generated once (`geoclass.testing.synth.synth`; `demo`: the demo's scene, 2
 tiles x 256 px, 12 dates, 8 classes, 2 regions, 2 runs; `noisy`: the same with pixel noise 0.25
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
+from common import model_spec
 
 from geoclass.testing.synth import synth
 
@@ -45,7 +47,8 @@ MODELS = {
 def run(config: Path, model: str, runs: int) -> tuple[float, float]:
     data = yaml.safe_load(config.read_text())
     data["chain"]["runs"] = runs
-    data["models"] = {"classifier": model, "params": MODELS.get(model, {})}
+    classifier, params = model_spec(model, MODELS)
+    data["models"] = {"classifier": classifier, "params": params}
     config.write_text(yaml.safe_dump(data, sort_keys=False))  # same run: cubes, samples kept
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "geoclass.cli", "run", str(config),
@@ -64,18 +67,19 @@ def run(config: Path, model: str, runs: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", nargs="+", default=["demo", "noisy"], choices=SCENES)
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help="short names, or NAME:key=value,... (e.g. lightgbm:num_leaves=15)")
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_models_"))
     try:
-        print(f"{'scene':<8}{'model':<16}{'mean OA':>9}{'train+classify s':>18}")
+        print(f"{'scene':<8}{'model':<44}{'mean OA':>9}{'train+classify s':>18}")
         for scene in args.scenes:
             config = synth(root / scene, seed=1, **SCENES[scene])
             for i, model in enumerate(args.models):
                 oa, wall = run(config, model, args.runs)
                 note = " (includes the cube and samples)" if i == 0 else ""
-                print(f"{scene:<8}{model:<16}{oa:>9.4f}{wall:>18.1f}{note}", flush=True)
+                print(f"{scene:<8}{model:<44}{oa:>9.4f}{wall:>18.1f}{note}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -17,12 +17,14 @@
    every truth pixel, and the ratio OTB / geoclass.
 Models (`--models`): the geoclass default (`default`), `random_forest` with OTB's settings
 (100 trees, depth 25, `min_samples_split` 6 = OTB's `rf.min 5`), `extra_trees`, `xgboost`,
-`lightgbm`, or any short name of `geoclass.models.CLASSIFIERS`."""
+`lightgbm`, any short name of `geoclass.models.CLASSIFIERS`, or NAME:key=value,... for other
+parameters (e.g. `lightgbm:n_estimators=100,num_leaves=15`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,14 +36,11 @@ from pathlib import Path
 import yaml
 from bench_classify import otb_available, otb_env, otb_train
 from classify_step import generate, load_average, machine, output_dir, overall_accuracy, train
+from common import model_spec
 
-SETTINGS = {
-    "default": (None, {}),
-    "random_forest": ("random_forest", {"n_estimators": 100, "max_depth": 25,
-                                        "min_samples_leaf": 1, "min_samples_split": 6}),
-    "extra_trees": ("extra_trees", {}),
-    "xgboost": ("xgboost", {}),
-    "lightgbm": ("lightgbm", {}),
+SETTINGS = {  # parameters of a model named alone (`default`: the config names no model)
+    "random_forest": {"n_estimators": 100, "max_depth": 25, "min_samples_leaf": 1,
+                      "min_samples_split": 6},
 }
 
 
@@ -49,18 +48,19 @@ def with_model(config: Path, name: str) -> Path:
     """A copy of the config (same output folder: cube and samples shared) for one model, its
     own output folder for the maps and model."""
     data = yaml.safe_load(config.read_text())
-    classifier, params = SETTINGS.get(name, (name, {}))
-    if classifier is None:
+    if name == "default":
         data.pop("models", None)
     else:
+        classifier, params = model_spec(name, SETTINGS)
         data["models"] = {"classifier": classifier, "params": params}
     base = output_dir(config)
-    out = base.with_name(f"{base.name}_{name}")
+    label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)
+    out = base.with_name(f"{base.name}_{label}")
     if not out.exists() and base.exists():
         shutil.copytree(base, out, ignore=shutil.ignore_patterns("model", "classif", "mosaic",
                                                                   "final", "manifests"))
     data["chain"]["output_path"] = out.name
-    variant = config.with_name(f"config_{name}.yml")
+    variant = config.with_name(f"config_{label}.yml")
     variant.write_text(yaml.safe_dump(data, sort_keys=False))
     return variant
 
@@ -119,13 +119,13 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"stack {args.size} x {args.size} px x {args.features} features; {args.rounds} "
               f"round(s), median wall time of whole commands; {args.threads} threads each")
-        print(f"{'command':<40}{'wall s':>9}{'OA':>8}{'OTB / this':>12}")
-        print(f"{'otbcli_ImageClassifier -confmap (RF)':<40}{otb:>9.1f}{oa['otb']:>8.4f}"
+        print(f"{'command':<60}{'wall s':>9}{'OA':>8}{'OTB / this':>12}")
+        print(f"{'otbcli_ImageClassifier -confmap (RF)':<60}{otb:>9.1f}{oa['otb']:>8.4f}"
               f"{1.0:>12.2f}")
         for name in args.models:
             wall = statistics.median(walls[name])
             label = f"geoclass classify ({name})"
-            print(f"{label:<40}{wall:>9.1f}{oa[name]:>8.4f}{otb / wall:>12.2f}")
+            print(f"{label:<60}{wall:>9.1f}{oa[name]:>8.4f}{otb / wall:>12.2f}")
         print(f"load average after: {load_average()}")
     finally:
         if args.workdir is None:

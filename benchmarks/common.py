@@ -145,3 +145,17 @@ def du(path: Path) -> int:
     return total
 
 
+
+
+# --- a model named on the command line --------------------------------------------------------
+
+
+def model_spec(text: str, known: dict[str, dict]) -> tuple[str, dict]:
+    """('lightgbm', {...}) from 'lightgbm' (its entry in `known`, else no parameters) or from
+    'lightgbm:n_estimators=100,learning_rate=0.2' (values read as YAML scalars)."""
+    name, _, given = text.partition(":")
+    params = dict(known.get(name, {}))
+    for item in filter(None, given.split(",")):
+        key, _, value = item.partition("=")
+        params[key.strip()] = yaml.safe_load(value)
+    return name, params

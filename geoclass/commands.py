@@ -14,7 +14,6 @@ from geoclass.io.iota2.parser import read_iota2
 from geoclass.pipeline import run_chain, run_steps
 from geoclass.steps.check import check_inputs
 from geoclass.steps.mosaic import cogs as final_maps
-from geoclass.steps.report import read_warnings
 from geoclass.steps.suggest import suggest as suggest_locations
 from geoclass.store import RunStore
 from geoclass.testing.demo import demo_config
@@ -137,7 +136,7 @@ def _print_outcome(config, metrics: dict) -> None:
               f"overall accuracy {oa['mean']:.3f}, kappa {kappa['mean']:.3f} (1 run)")
     if metrics.get("fusion"):
         print(f"fusion of runs: OA {metrics['fusion']['scores']['overall_accuracy']:.3f}")
-    for warning in read_warnings(store):
+    for warning in store.warnings():
         print(f"warning: {warning}")
 
 

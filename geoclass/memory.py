@@ -188,9 +188,12 @@ def fit_bytes(rows: int, features: int, params: dict) -> int:
     the copies estimators make of it, plus, for forests, their nodes (about 150 bytes each,
     two per leaf, a leaf per `min_samples_leaf` samples, capped by `max_depth`). A forest
     reads the table once (models.fitting.read_table: the table and one row group) and its
-    trees index it without copying (bootstrap draws are sample weights): 1.5 tables; other
-    estimators are counted at 3 tables (scaling, float64 or Fortran-ordered copies)."""
+    trees index it without copying (bootstrap draws are sample weights): 1.5 tables.
+    Gradient boosting (a `learning_rate`): 2 tables (the table, its binned copy, gradients;
+    small trees). Other estimators: 3 tables (scaling, float64 or Fortran-ordered copies)."""
     table = rows * features * 4
+    if "learning_rate" in params:
+        return 2 * table
     trees = int(params.get("n_estimators") or 0)
     if not trees:
         return 3 * table

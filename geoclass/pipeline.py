@@ -11,6 +11,7 @@ from the run store."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import tempfile
@@ -27,7 +28,6 @@ from geoclass.cluster import dask_client
 from geoclass.config import Config
 from geoclass.errors import InputError
 from geoclass.memory import check_workers
-from geoclass.steps import assess, check, classify, cube, mosaic, report, samples, train
 from geoclass.store import RunStore, fingerprint, plain
 
 log = logging.getLogger(__name__)
@@ -35,41 +35,59 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # of the manifests: bump to redo every step of existing runs
 
 
+def _nothing(*args, **kwargs):
+    return None
+
+
+def _no_inputs(config):
+    return []
+
+
+def _no_outputs(config, store, record):
+    return []
+
+
+def _not_current(config, store):
+    return False
+
+
+HOOK_DEFAULTS = {"settings": _nothing, "inputs": _no_inputs, "outputs": _no_outputs,
+                 "record": _nothing, "current": _not_current}
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step of the chain: `run(config, store, force)` does its work through the store;
-    `settings(config)` is what of the config it depends on, `inputs(config)` the files it
-    reads besides upstream outputs, `outputs(config, store, record)` what it writes,
-    `record(result)` what later steps need to know of it. `items`: the step decides per
-    item (tile) itself, so the runner calls it unless `current(config, store)` says that
-    every item is up to date."""
+    """One step of the chain, done by the module `geoclass.steps.<module>`, imported when the
+    step is first used (a command loads only the steps it runs). The module's
+    `run(config, store, force)` does its work through the store; its optional `settings(config)`
+    is what of the config it depends on, `inputs(config)` the files it reads besides upstream
+    outputs, `outputs(config, store, record)` what it writes, `record(result)` what later
+    steps need to know of it. `items`: the step decides per item (tile) itself, so the
+    runner calls it unless `current(config, store)` says that every item is up to date."""
 
     name: str
-    run: Callable
+    module: str
     after: tuple[str, ...] = ()
-    settings: Callable = lambda config: None
-    inputs: Callable = lambda config: []
-    outputs: Callable = lambda config, store, record: []
-    record: Callable = lambda result: None
     items: bool = False
-    current: Callable = lambda config, store: False
+    run: Callable | None = None  # instead of the module's `run` (a test's stand-in)
+
+    def hook(self, name: str) -> Callable:
+        if name == "run" and self.run is not None:
+            return self.run
+        module = importlib.import_module(f"geoclass.steps.{self.module}")
+        return getattr(module, name) if name == "run" else getattr(module, name,
+                                                                      HOOK_DEFAULTS[name])
 
 
 STEPS = (
-    Step("check", check.run),
-    Step("cubes", cube.run, record=cube.record, items=True, current=cube.current,
-         outputs=cube.outputs),
-    Step("samples", samples.run, after=("cubes",), settings=samples.settings,
-         inputs=samples.inputs, outputs=samples.outputs),
-    Step("train", train.run, after=("samples",), settings=train.settings,
-         outputs=train.outputs, record=train.record),
-    Step("classify", classify.run, after=("train",), settings=classify.settings,
-         outputs=classify.outputs),
-    Step("mosaic", mosaic.run, after=("classify", "cubes"), settings=mosaic.settings,
-         outputs=mosaic.outputs),
-    Step("validate", assess.run, after=("mosaic", "samples"), outputs=assess.outputs),
-    Step("report", report.run, after=("validate",), settings=report.settings,
-         outputs=report.outputs),
+    Step("check", "check"),
+    Step("cubes", "cube", items=True),
+    Step("samples", "samples", after=("cubes",)),
+    Step("train", "train", after=("samples",)),
+    Step("classify", "classify", after=("train",)),
+    Step("mosaic", "mosaic", after=("classify", "cubes")),
+    Step("validate", "assess", after=("mosaic", "samples")),
+    Step("report", "report", after=("validate",)),
 )
 BY_NAME = {step.name: step for step in STEPS}
 
@@ -82,8 +100,8 @@ def _digest(manifest: dict | None) -> str | None:
 
 def stamp(step: Step, config: Config, store: RunStore) -> dict:
     """What `step` would be made from now."""
-    return plain({"format": FORMAT, "settings": step.settings(config),
-                  "inputs": fingerprint(step.inputs(config)),
+    return plain({"format": FORMAT, "settings": step.hook("settings")(config),
+                  "inputs": fingerprint(step.hook("inputs")(config)),
                   "upstream": {name: _digest(store.manifest(name)) for name in step.after}})
 
 
@@ -91,12 +109,12 @@ def is_current(step: Step, config: Config, store: RunStore) -> bool:
     """Whether `step` can be skipped: its manifest records what it would be made from now,
     and its outputs exist."""
     manifest = store.manifest(step.name)
-    if manifest is None or (step.items and not step.current(config, store)):
+    if manifest is None or (step.items and not step.hook("current")(config, store)):
         return False
     now = stamp(step, config, store)
     if any(manifest.get(key) != value for key, value in now.items()):
         return False
-    return all(fs.exists(p) for p in step.outputs(config, store, manifest.get("record")))
+    return all(fs.exists(p) for p in step.hook("outputs")(config, store, manifest.get("record")))
 
 
 def run_step(step: Step, config: Config, store: RunStore, force: bool,
@@ -107,8 +125,8 @@ def run_step(step: Step, config: Config, store: RunStore, force: bool,
         log.info("%s: up to date", step.name)
         return None
     store.forget(step.name)
-    result = step.run(config, store, force=force)
-    manifest = {**stamp(step, config, store), "record": plain(step.record(result))}
+    result = step.hook("run")(config, store, force=force)
+    manifest = {**stamp(step, config, store), "record": plain(step.hook("record")(result))}
     store.write_manifest(step.name, manifest)
     return result
 
@@ -170,7 +188,7 @@ def run_steps(config: Config, from_step: str | None = None, only_step: str | Non
     if "check" in selected:
         with logs.running("check"):
             log.info("step 1/%d: check", total)
-            results["check"] = check.run(config, store)
+            results["check"] = BY_NAME["check"].hook("run")(config, store)
     store.mark(owner_of(config))
     store.remove_stale_temporaries()
     if cluster is None and _active_client():

@@ -165,6 +165,16 @@ class RunStore:
         return json.loads(path.read_text()) if path.exists() else {}
 
     @property
+    def warnings_file(self) -> Path:
+        """The report's warnings, one per line."""
+        return self.final / "warnings.txt"
+
+    def warnings(self) -> list[str]:
+        """The warnings of the last report, if any."""
+        path = self.warnings_file
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

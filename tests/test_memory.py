@@ -153,6 +153,9 @@ def test_a_model_too_big_for_a_worker_is_refused_before_fitting():
     assert problem.startswith("region 3 run 1: fitting on 2,000,000 samples x 400 features")
     assert "sampling.sample_selection" in problem and "--memory-limit" in problem
     assert fit_problem_of(2_000_000, 400, forest, 0, 500 * MiB, "no limit") is None
+    # gradient boosting: the table, its binned copy and the gradients; small trees
+    boosting = {"n_estimators": 100, "num_leaves": 15, "learning_rate": 0.2, "max_depth": -1}
+    assert fit_bytes(2_000_000, 400, boosting) == 2 * 2_000_000 * 400 * 4
 
 
 def test_bayesian_smoothing_adds_its_task():

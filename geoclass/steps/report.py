@@ -18,7 +18,6 @@ from geoclass.store import RunStore
 
 log = logging.getLogger(__name__)
 
-WARNINGS = "warnings.txt"
 
 
 def settings(config: Config) -> str:
@@ -26,7 +25,7 @@ def settings(config: Config) -> str:
 
 
 def outputs(config: Config, store: RunStore, record=None) -> list[Path]:
-    return [store.final / "report.html", store.final / WARNINGS]
+    return [store.final / "report.html", store.warnings_file]
 
 
 def run_warnings(config: Config, store: RunStore, metrics: dict) -> list[str]:
@@ -51,12 +50,6 @@ def run_warnings(config: Config, store: RunStore, metrics: dict) -> list[str]:
             warnings.append(f"tile {tile}: few clear dates (mean {mean:.1f} per pixel, "
                             f"{100 * empty:.1f} % of pixels never clear)")
     return warnings
-
-
-def read_warnings(store: RunStore) -> list[str]:
-    """The warnings of the last report, if any."""
-    path = store.final / WARNINGS
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 def geoclass_version() -> str:
@@ -114,5 +107,5 @@ def run(config: Config, store: RunStore, force: bool = False) -> Path:
         fusion_confusion=fusion.get("confusion"), smoothed=metrics.get("smoothed"),
         sample_counts=sample_counts(config, store, table.codes), version=geoclass_version(),
         area_summary=metrics["summary"].get("areas"))
-    write_text_atomic(store.final / WARNINGS, "".join(f"{w}\n" for w in warnings))
+    write_text_atomic(store.warnings_file, "".join(f"{w}\n" for w in warnings))
     return page
