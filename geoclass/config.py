@@ -317,7 +317,7 @@ class CrossValidation(_Section):
 class Models(_Section):
     """The classifier trained for each (region, run): a short name or a dotted path."""
 
-    classifier: str = "extra_trees"
+    classifier: str = "lightgbm"
     params: dict[str, Any] = {}
     standardization: bool = False
     cross_validation: CrossValidation | None = None

@@ -59,7 +59,8 @@ def test_read_table_and_dask_table_agree(table):
 def test_forest_spread_over_workers_gives_the_one_task_model(two_workers):
     x, y = make_classification(20000, 20, n_informative=10, n_classes=4, random_state=1)
     x, groups = x.astype(np.float32), np.arange(len(x)) // 40
-    models = Models(params={"n_estimators": 16, "max_features": None})  # trees of ~0.2 s
+    models = Models(classifier="extra_trees",
+                    params={"n_estimators": 16, "max_features": None})  # trees of ~0.2 s
     alone = fitting.fit_in_task(x, y, groups, models, 7)
     with get_task_stream(two_workers) as stream:
         spread = two_workers.submit(fitting.fit_in_task, x, y, groups, models, 7, None, None,
@@ -74,7 +75,7 @@ def test_forest_spread_over_workers_gives_the_one_task_model(two_workers):
 
 
 def test_grid_search_on_the_cluster_finds_scikit_learns_best(table, two_workers):
-    models = Models(params={"n_estimators": 10},
+    models = Models(classifier="extra_trees", params={"n_estimators": 10},
                     cross_validation={"parameters": {"max_depth": [2, 6, None],
                                                      "min_samples_leaf": [1, 20]},
                                       "folds": 3})
@@ -101,13 +102,18 @@ def test_partial_fit_estimators_stream_the_row_groups(table, two_workers):
 
 
 def test_paths_chosen_by_size_and_setting():
-    forest, sgd = Models(), Models(classifier="sklearn.linear_model.SGDClassifier")
+    forest = Models(classifier="extra_trees")
+    sgd = Models(classifier="sklearn.linear_model.SGDClassifier")
     assert fitting.choose_path(forest, 1000, 10, jobs=4, threads=2) == "task"
     assert fitting.choose_path(forest, 1000, 10, jobs=1, threads=2) == "spread"
     assert fitting.choose_path(forest, 10**8, 10, jobs=4, threads=2) == "spread"
     assert fitting.choose_path(sgd, 1000, 10, jobs=1, threads=2) == "task"
     assert fitting.choose_path(sgd, 10**8, 10, jobs=1, threads=2) == "incremental"
     assert fitting.choose_path(Models(distributed=False), 10**8, 10, 1, 2) == "task"
+    # the default, LightGBM: one task (one thread, seeded: the same model on any cluster),
+    # its dask interface for tables above 512 MiB
+    assert fitting.choose_path(Models(), 1000, 10, jobs=1, threads=2) == "task"
+    assert fitting.choose_path(Models(), 10**8, 10, jobs=1, threads=2) == "boosting"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xgboost") is None, reason="XGBoost not installed")

@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 import xarray as xr
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import ExtraTreesClassifier
+from lightgbm import LGBMClassifier
 
 from geoclass.api import classify_cube, model_path, read_samples, train
 from geoclass.io.reference import read_nomenclature
@@ -93,7 +93,7 @@ def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factor
     x = cube.features.values[:, rows[:200], cols[:200]].T
     direct = model.estimator.predict(x)
     np.testing.assert_array_equal(label[rows[:200], cols[:200]], direct)
-    assert isinstance(model.estimator, ExtraTreesClassifier)  # the default classifier
+    assert isinstance(model.estimator, LGBMClassifier)  # the default classifier
 
 
 def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_template,
@@ -105,7 +105,8 @@ def test_fast_path_and_sklearn_agree_on_every_pixel_of_a_generated_tile(scene_te
 
     target = tmp_path_factory.mktemp("fast") / "scene"
     shutil.copytree(scene_template.parent, target)
-    config = config_of(target / "config.yaml", models={"params": {"n_estimators": 30}})
+    config = config_of(target / "config.yaml",
+                       models={"classifier": "extra_trees", "params": {"n_estimators": 30}})
     paths = train(config)
     cube = open_cube(config.chain.output_path / "cubes" / "T31TDJ.zarr")
     grid = grid_of_cube(cube)

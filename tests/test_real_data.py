@@ -210,7 +210,7 @@ def test_broken_inputs_are_refused_by_check(scene, tmp_path, capsys):
     scene.write_text(yaml.safe_dump(data))
     code, out, _ = _run(capsys, "check", scene)
     assert code == 1
-    assert "n_estimators' parameter of ExtraTreesClassifier must be an int in the range" in out
+    assert "models.params: Number of boosting rounds must be greater than 0. Got -5." in out
     assert f"chain.output_path {blocker / 'run'} cannot be created: {blocker}" in out
     assert "nothing to learn from: set chain.ground_truth" in out
     assert not (blocker.parent / "run").exists()

@@ -18,7 +18,12 @@ from .conftest import config_of
 
 
 def test_registry_defaults_dotted_paths_and_standardization():
-    rf = make_classifier(Models(), seed=3)
+    default = make_classifier(Models(), seed=3)
+    assert type(default).__name__ == "LGBMClassifier"
+    assert (default.n_estimators, default.num_leaves, default.learning_rate,
+            default.colsample_bytree, default.subsample, default.random_state,
+            default.n_jobs) == (100, 15, 0.2, 0.3, 0.7, 3, 1)
+    rf = make_classifier(Models(classifier="extra_trees"), seed=3)
     assert (rf.n_estimators, rf.max_depth, rf.min_samples_leaf, rf.random_state) == (100, 25, 5, 3)
     svm = make_classifier(Models(classifier="svm"))
     assert isinstance(svm, Pipeline) and svm.steps[-1][1].probability
@@ -105,3 +110,13 @@ def test_a_replaced_model_file_is_refused_naming_the_file(trained):
     finally:
         target.write_bytes(original)
     assert load_model(target).region == 1
+
+
+def test_lightgbm_parameters_are_checked_before_any_fit():
+    from geoclass.models import classifier_problems
+
+    assert classifier_problems(Models()) == []
+    assert classifier_problems(Models(params={"num_leaves": 1})) == [
+        "models.params: Check failed: (num_leaves) > (1)"]
+    assert classifier_problems(Models(params={"colsample_bytree": 2})) == [
+        "models.params: Check failed: (feature_fraction) <= (1.0)"]
