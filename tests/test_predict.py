@@ -9,8 +9,8 @@ import joblib
 import numpy as np
 import rasterio
 import xarray as xr
-from sklearn.dummy import DummyClassifier
 from lightgbm import LGBMClassifier
+from sklearn.dummy import DummyClassifier
 
 from geoclass.api import classify_cube, model_path, read_samples, train
 from geoclass.io.reference import read_nomenclature
