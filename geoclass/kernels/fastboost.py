@@ -80,7 +80,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from geoclass.kernels import fastforest as ff
-from geoclass.kernels.threads import layer_guard, numba_threads
+from geoclass.kernels.threads import kernel_for_threads, numba_threads, serial_twin
 
 log = logging.getLogger(__name__)
 
@@ -551,20 +551,23 @@ def _predict(compiled: CompiledBoosting, pixels: tuple[np.ndarray, bool], kernel
     if n == 0:
         return out
     c = compiled
-    with layer_guard():
-        if kernel == "exit":
-            e = c.exits
-            _exit_kernel(e.feature, e.threshold, e.flags, e.keep, e.keep32, e.node_base,
-                         e.leaf_base, e.values, c.tree_class, c.base, X, transposed, EXIT_BLOCK,
-                         link, c.scale, out)
-        elif kernel == "simd" and not c.flips.any():
-            _simd_kernel(c.nodes.view(np.int64).ravel(), c.roots, c.leaf_base, c.values,
-                         c.tree_class, c.base, c.shift, X, transposed, BLOCK, VECTORS, link,
-                         c.scale, out)
-        else:
-            _scalar_kernel(c.nodes, c.nodes.view(np.float32), c.flips, c.roots, c.leaf_base,
-                           c.values, c.tree_class, c.base, c.shift, X, transposed, BLOCK,
-                           SCALAR_LANES, link, c.scale, out)
+    if kernel == "exit":
+        e = c.exits
+        walk, lock = kernel_for_threads(_exit_kernel, _exit_kernel_serial)
+        with lock:
+            walk(e.feature, e.threshold, e.flags, e.keep, e.keep32, e.node_base, e.leaf_base,
+                 e.values, c.tree_class, c.base, X, transposed, EXIT_BLOCK, link, c.scale, out)
+    elif kernel == "simd" and not c.flips.any():
+        walk, lock = kernel_for_threads(_simd_kernel, _simd_kernel_serial)
+        with lock:
+            walk(c.nodes.view(np.int64).ravel(), c.roots, c.leaf_base, c.values, c.tree_class,
+                 c.base, c.shift, X, transposed, BLOCK, VECTORS, link, c.scale, out)
+    else:
+        walk, lock = kernel_for_threads(_scalar_kernel, _scalar_kernel_serial)
+        with lock:
+            walk(c.nodes, c.nodes.view(np.float32), c.flips, c.roots, c.leaf_base, c.values,
+                 c.tree_class, c.base, c.shift, X, transposed, BLOCK, SCALAR_LANES, link,
+                 c.scale, out)
     return out
 
 
@@ -668,6 +671,9 @@ def _scalar_kernel(nodes, thresholds, flips, roots, leaf_base, values, tree_clas
         _finish(acc, size, size, start, link, scale, out)
 
 
+_scalar_kernel_serial = serial_twin(_scalar_kernel)
+
+
 # --------------------------------------------------------------------------------------------
 # exit-leaf kernel: every internal node tested on a block's pixels, feature row by feature row
 
@@ -709,6 +715,9 @@ def _exit_kernel(feature, threshold, flags, keep, keep32, node_base, leaf_base, 
                 for j in range(size):
                     acc[row + j] += values[first + trailing_zeros(left64[j])]
         _finish(acc, size, size, start, link, scale, out)
+
+
+_exit_kernel_serial = serial_twin(_exit_kernel)
 
 
 @njit(inline="always")
@@ -792,3 +801,6 @@ def _simd_kernel(nodes, roots, leaf_base, values, tree_class, base, shift, X, tr
                 for v in range(vectors):
                     _add16(nodes, cur, values, acc, v, leaf_base[t], shift, row + g)
         _finish(acc, stride, size, start, link, scale, out)
+
+
+_simd_kernel_serial = serial_twin(_simd_kernel)

@@ -73,7 +73,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from geoclass.kernels.threads import layer_guard, numba_threads
+from geoclass.kernels.threads import kernel_for_threads, numba_threads, serial_twin
 
 log = logging.getLogger(__name__)
 
@@ -308,14 +308,16 @@ def _predict(forest: CompiledForest, pixels: tuple[np.ndarray, bool], kernel: st
     out = np.empty((X.shape[1] if transposed else X.shape[0], forest.n_classes), np.float64)
     if len(out) == 0:
         return out
-    with layer_guard():
-        if kernel == "simd":
-            _simd_kernel(forest.nodes.view(np.int64).ravel(), forest.roots, forest.leaf_base,
-                         forest.values, forest.shift, X, transposed, BLOCK, VECTORS, out)
-        else:
-            _scalar_kernel(forest.nodes, forest.nodes.view(np.float32), forest.roots,
-                           forest.leaf_base, forest.values, forest.shift, X, transposed,
-                           BLOCK, SCALAR_LANES, out)
+    if kernel == "simd":
+        walk, lock = kernel_for_threads(_simd_kernel, _simd_kernel_serial)
+        with lock:
+            walk(forest.nodes.view(np.int64).ravel(), forest.roots, forest.leaf_base,
+                 forest.values, forest.shift, X, transposed, BLOCK, VECTORS, out)
+    else:
+        walk, lock = kernel_for_threads(_scalar_kernel, _scalar_kernel_serial)
+        with lock:
+            walk(forest.nodes, forest.nodes.view(np.float32), forest.roots, forest.leaf_base,
+                 forest.values, forest.shift, X, transposed, BLOCK, SCALAR_LANES, out)
     return out
 
 
@@ -541,6 +543,9 @@ def _simd_kernel(nodes, roots, leaf_base, values, shift, X, transposed, block, v
                 out[start + j, c] = acc[c * stride + j] / n_trees
 
 
+_simd_kernel_serial = serial_twin(_simd_kernel)
+
+
 @njit(inline="always")
 def _copy_block(X, transposed, start, size):  # pragma: no cover - compiled
     """Pixels start..start+size of X (or of X.T) as one float32 buffer, pixel after pixel."""
@@ -598,3 +603,6 @@ def _scalar_kernel(nodes, thresholds, roots, leaf_base, values, shift, X, transp
         for j in range(size):
             for c in range(n_classes):
                 out[start + j, c] = acc[j, c] / n_trees
+
+
+_scalar_kernel_serial = serial_twin(_scalar_kernel)

@@ -1,12 +1,16 @@
 """Threads of the compiled kernels: how many one dask task may use, and numba's setting for one
 call (numba's thread count is per calling thread; its default workqueue layer is not
-thread-safe, so parallel loops of concurrent tasks take turns on it)."""
+thread-safe, so parallel loops of concurrent tasks take turns on it). A call on one thread
+runs the kernel's serial twin instead, outside numba's threading layer and its lock: the
+usual case on a dask worker with a thread per core, whose tasks then run their kernels side
+by side."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+import types
 
 import numba
 from distributed import get_worker
@@ -43,3 +47,23 @@ def layer_guard():
     except ValueError:  # no parallel loop has run yet
         layer = "workqueue"
     return _LOCK if layer == "workqueue" else contextlib.nullcontext()
+
+
+def serial_twin(kernel):
+    """`kernel` (a numba `parallel=True` function) compiled without parallel loops (its
+    `prange` runs as `range`) and without the GIL. It is cached under a name of its own:
+    numba's cache key does not tell a parallel build from a serial one."""
+    func = kernel.py_func
+    twin = types.FunctionType(func.__code__, func.__globals__, f"{func.__name__}_serial",
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = f"{func.__qualname__}_serial"
+    twin.__module__ = func.__module__
+    return numba.njit(nogil=True, cache=True)(twin)
+
+
+def kernel_for_threads(parallel, serial):
+    """(kernel, lock) for this thread's numba thread count: the serial twin and no lock on
+    one thread, else the parallel kernel under `layer_guard`."""
+    if numba.get_num_threads() == 1:
+        return serial, contextlib.nullcontext()
+    return parallel, layer_guard()

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from geoclass.kernels.threads import layer_guard, numba_threads, task_threads
+from geoclass.kernels.threads import (
+    kernel_for_threads,
+    numba_threads,
+    serial_twin,
+    task_threads,
+)
 
 INDICES = ("NDVI", "NDWI", "Brightness")
 INDEX_ROLES = {"NDVI": ("red", "nir"), "NDWI": ("nir", "swir"), "Brightness": ()}
@@ -135,6 +140,9 @@ def _gapfill_rows(values, obs_days, out_days, before, after, out):
                         out[g, b, y, x] = np.nan
 
 
+_gapfill_rows_serial = serial_twin(_gapfill_rows)
+
+
 def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray,
                   n_threads: int | None = None) -> np.ndarray:
     """Gap-fill one block in time: float32 (T, B, Y, X) with NaN where masked -> float32
@@ -150,9 +158,11 @@ def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray
     if values.shape[0] == 0:
         out[:] = np.nan
         return out
-    with numba_threads(n_threads), layer_guard():
-        _gapfill_rows(values, obs_days, out_days, before.astype(np.int64),
-                      after.astype(np.int64), out)
+    with numba_threads(n_threads):
+        kernel, lock = kernel_for_threads(_gapfill_rows, _gapfill_rows_serial)
+        with lock:
+            kernel(values, obs_days, out_days, before.astype(np.int64),
+                   after.astype(np.int64), out)
     return out
 
 
