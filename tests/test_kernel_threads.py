@@ -12,18 +12,18 @@ from geoclass.kernels import fastboost, fastforest, threads, timeseries
 
 
 def test_one_thread_takes_the_serial_twin_without_the_lock():
-    for parallel, serial in [(timeseries._gapfill_rows, timeseries._gapfill_rows_serial),
-                             (fastforest._simd_kernel, fastforest._simd_kernel_serial),
-                             (fastforest._scalar_kernel, fastforest._scalar_kernel_serial),
-                             (fastboost._exit_kernel, fastboost._exit_kernel_serial)]:
+    for kernels in [timeseries._gapfill_rows, fastforest._simd_kernel,
+                    fastforest._scalar_kernel, fastboost._exit_kernel, fastboost._simd_kernel,
+                    fastboost._scalar_kernel]:
+        parallel, serial = kernels.parallel, kernels.serial
         # cached under a name of its own (numba's cache key ignores `parallel`)
         assert serial.py_func.__qualname__ == parallel.py_func.__qualname__ + "_serial"
         assert serial.targetoptions.get("nogil") and not serial.targetoptions.get("parallel")
         with threads.numba_threads(1):
-            kernel, lock = threads.kernel_for_threads(parallel, serial)
+            kernel, lock = kernels.choose()
             assert kernel is serial and isinstance(lock, contextlib.nullcontext)
         with threads.numba_threads(2):
-            kernel, _ = threads.kernel_for_threads(parallel, serial)  # under layer_guard
+            kernel, _ = kernels.choose()  # under layer_guard
             assert kernel is parallel
 
 

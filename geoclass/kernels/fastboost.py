@@ -80,7 +80,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from geoclass.kernels import fastforest as ff
-from geoclass.kernels.threads import kernel_for_threads, numba_threads, serial_twin
+from geoclass.kernels.threads import ByThreads, numba_threads
 
 log = logging.getLogger(__name__)
 
@@ -553,21 +553,17 @@ def _predict(compiled: CompiledBoosting, pixels: tuple[np.ndarray, bool], kernel
     c = compiled
     if kernel == "exit":
         e = c.exits
-        walk, lock = kernel_for_threads(_exit_kernel, _exit_kernel_serial)
-        with lock:
-            walk(e.feature, e.threshold, e.flags, e.keep, e.keep32, e.node_base, e.leaf_base,
-                 e.values, c.tree_class, c.base, X, transposed, EXIT_BLOCK, link, c.scale, out)
+        _exit_kernel(e.feature, e.threshold, e.flags, e.keep, e.keep32, e.node_base,
+                     e.leaf_base, e.values, c.tree_class, c.base, X, transposed, EXIT_BLOCK,
+                     link, c.scale, out)
     elif kernel == "simd" and not c.flips.any():
-        walk, lock = kernel_for_threads(_simd_kernel, _simd_kernel_serial)
-        with lock:
-            walk(c.nodes.view(np.int64).ravel(), c.roots, c.leaf_base, c.values, c.tree_class,
-                 c.base, c.shift, X, transposed, BLOCK, VECTORS, link, c.scale, out)
+        _simd_kernel(c.nodes.view(np.int64).ravel(), c.roots, c.leaf_base, c.values,
+                     c.tree_class, c.base, c.shift, X, transposed, BLOCK, VECTORS, link,
+                     c.scale, out)
     else:
-        walk, lock = kernel_for_threads(_scalar_kernel, _scalar_kernel_serial)
-        with lock:
-            walk(c.nodes, c.nodes.view(np.float32), c.flips, c.roots, c.leaf_base, c.values,
-                 c.tree_class, c.base, c.shift, X, transposed, BLOCK, SCALAR_LANES, link,
-                 c.scale, out)
+        _scalar_kernel(c.nodes, c.nodes.view(np.float32), c.flips, c.roots, c.leaf_base,
+                       c.values, c.tree_class, c.base, c.shift, X, transposed, BLOCK,
+                       SCALAR_LANES, link, c.scale, out)
     return out
 
 
@@ -671,7 +667,7 @@ def _scalar_kernel(nodes, thresholds, flips, roots, leaf_base, values, tree_clas
         _finish(acc, size, size, start, link, scale, out)
 
 
-_scalar_kernel_serial = serial_twin(_scalar_kernel)
+_scalar_kernel = ByThreads(_scalar_kernel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -717,7 +713,7 @@ def _exit_kernel(feature, threshold, flags, keep, keep32, node_base, leaf_base, 
         _finish(acc, size, size, start, link, scale, out)
 
 
-_exit_kernel_serial = serial_twin(_exit_kernel)
+_exit_kernel = ByThreads(_exit_kernel)
 
 
 @njit(inline="always")
@@ -803,4 +799,4 @@ def _simd_kernel(nodes, roots, leaf_base, values, tree_class, base, shift, X, tr
         _finish(acc, stride, size, start, link, scale, out)
 
 
-_simd_kernel_serial = serial_twin(_simd_kernel)
+_simd_kernel = ByThreads(_simd_kernel)

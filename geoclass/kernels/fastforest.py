@@ -73,7 +73,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from geoclass.kernels.threads import kernel_for_threads, numba_threads, serial_twin
+from geoclass.kernels.threads import ByThreads, numba_threads
 
 log = logging.getLogger(__name__)
 
@@ -309,15 +309,12 @@ def _predict(forest: CompiledForest, pixels: tuple[np.ndarray, bool], kernel: st
     if len(out) == 0:
         return out
     if kernel == "simd":
-        walk, lock = kernel_for_threads(_simd_kernel, _simd_kernel_serial)
-        with lock:
-            walk(forest.nodes.view(np.int64).ravel(), forest.roots, forest.leaf_base,
-                 forest.values, forest.shift, X, transposed, BLOCK, VECTORS, out)
+        _simd_kernel(forest.nodes.view(np.int64).ravel(), forest.roots, forest.leaf_base,
+                     forest.values, forest.shift, X, transposed, BLOCK, VECTORS, out)
     else:
-        walk, lock = kernel_for_threads(_scalar_kernel, _scalar_kernel_serial)
-        with lock:
-            walk(forest.nodes, forest.nodes.view(np.float32), forest.roots, forest.leaf_base,
-                 forest.values, forest.shift, X, transposed, BLOCK, SCALAR_LANES, out)
+        _scalar_kernel(forest.nodes, forest.nodes.view(np.float32), forest.roots,
+                       forest.leaf_base, forest.values, forest.shift, X, transposed,
+                       BLOCK, SCALAR_LANES, out)
     return out
 
 
@@ -543,7 +540,7 @@ def _simd_kernel(nodes, roots, leaf_base, values, shift, X, transposed, block, v
                 out[start + j, c] = acc[c * stride + j] / n_trees
 
 
-_simd_kernel_serial = serial_twin(_simd_kernel)
+_simd_kernel = ByThreads(_simd_kernel)
 
 
 @njit(inline="always")
@@ -605,4 +602,4 @@ def _scalar_kernel(nodes, thresholds, roots, leaf_base, values, shift, X, transp
                 out[start + j, c] = acc[j, c] / n_trees
 
 
-_scalar_kernel_serial = serial_twin(_scalar_kernel)
+_scalar_kernel = ByThreads(_scalar_kernel)

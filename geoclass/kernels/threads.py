@@ -61,9 +61,21 @@ def serial_twin(kernel):
     return numba.njit(nogil=True, cache=True)(twin)
 
 
-def kernel_for_threads(parallel, serial):
-    """(kernel, lock) for this thread's numba thread count: the serial twin and no lock on
-    one thread, else the parallel kernel under `layer_guard`."""
-    if numba.get_num_threads() == 1:
-        return serial, contextlib.nullcontext()
-    return parallel, layer_guard()
+class ByThreads:
+    """A numba `parallel=True` kernel called by this thread's numba thread count: on one
+    thread its serial twin, without lock; else the parallel kernel under `layer_guard`."""
+
+    def __init__(self, kernel):
+        self.parallel = kernel
+        self.serial = serial_twin(kernel)
+
+    def choose(self):
+        """(kernel, lock) for the calling thread."""
+        if numba.get_num_threads() == 1:
+            return self.serial, contextlib.nullcontext()
+        return self.parallel, layer_guard()
+
+    def __call__(self, *args):
+        kernel, lock = self.choose()
+        with lock:
+            return kernel(*args)

@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from geoclass.kernels.threads import (
-    kernel_for_threads,
-    numba_threads,
-    serial_twin,
-    task_threads,
-)
+from geoclass.kernels.threads import ByThreads, numba_threads, task_threads
 
 INDICES = ("NDVI", "NDWI", "Brightness")
 INDEX_ROLES = {"NDVI": ("red", "nir"), "NDWI": ("nir", "swir"), "Brightness": ()}
@@ -140,7 +135,7 @@ def _gapfill_rows(values, obs_days, out_days, before, after, out):
                         out[g, b, y, x] = np.nan
 
 
-_gapfill_rows_serial = serial_twin(_gapfill_rows)
+_gapfill_rows = ByThreads(_gapfill_rows)
 
 
 def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray,
@@ -159,10 +154,8 @@ def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray
         out[:] = np.nan
         return out
     with numba_threads(n_threads):
-        kernel, lock = kernel_for_threads(_gapfill_rows, _gapfill_rows_serial)
-        with lock:
-            kernel(values, obs_days, out_days, before.astype(np.int64),
-                   after.astype(np.int64), out)
+        _gapfill_rows(values, obs_days, out_days, before.astype(np.int64),
+                      after.astype(np.int64), out)
     return out
 
 
