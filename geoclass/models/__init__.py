@@ -88,14 +88,13 @@ def make_classifier(models: Models, seed: int = 0):
     return estimator
 
 
-
 def accepted_names(cls) -> set[str] | None:
     """The parameter names an estimator class takes (None: any). LightGBM's `**kwargs` are
     its core parameters, under any of their aliases (the list LightGBM itself keeps)."""
     parameters = inspect.signature(cls).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
         return set(parameters)
-    if not cls.__module__.startswith("lightgbm"):
+    if not boosting.is_lightgbm(cls):
         return None
     try:
         from lightgbm.basic import _ConfigAliases  # noqa: PLC0415 - only for LightGBM
@@ -125,7 +124,7 @@ def parameter_problems(estimator) -> list[str]:
     steps = [s for _, s in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
     problems = []
     for step in steps:
-        if type(step).__module__.startswith("lightgbm"):
+        if boosting.is_lightgbm(step):
             problems += _lightgbm_problems(step)
         if getattr(type(step), "_parameter_constraints", None) is None:
             continue  # estimators outside scikit-learn declare no constraints

@@ -28,6 +28,12 @@ from sklearn.utils.validation import check_is_fitted
 from geoclass.errors import ConfigError
 
 
+def is_lightgbm(estimator) -> bool:
+    """Whether an estimator (or estimator class) is one of LightGBM's."""
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    return cls.__module__.startswith("lightgbm")
+
+
 def xgboost_problem() -> str | None:
     """Why the xgboost classifier cannot be trained (XGBoost not installed), else None; does
     not import xgboost."""

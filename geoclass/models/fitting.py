@@ -111,7 +111,7 @@ def dask_boosting(estimator) -> str | None:
     final = final_step(estimator)
     if isinstance(final, boosting.XGBoostClassifier):
         return "xgboost"
-    if type(final).__module__.startswith("lightgbm"):
+    if boosting.is_lightgbm(final):
         return "lightgbm"
     return None
 
