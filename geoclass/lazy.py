@@ -6,6 +6,7 @@ compute with the functions below; `cluster.compute` runs it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from geoclass import fs
 from geoclass.atomic import atomic_output
 from geoclass.cluster import compute
 from geoclass.grid import TileGrid
+from geoclass.io import storedchunks
 from geoclass.kernels.rasterize import rasterize_block, shapes_by_window
 
 
@@ -241,10 +243,49 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
 
 
 def open_zarr(path: Path) -> xr.Dataset:
-    """A zarr store written by `write_zarr` / `write_dataset`, lazily (local or remote)."""
+    """A zarr store written by `write_zarr` / `write_dataset`, lazily (local or remote); each
+    block of its chunked variables is one stored chunk, read in its task's own thread
+    (`io.storedchunks`)."""
     where, options = fs.zarr_location(path)
     ds = xr.open_zarr(where, consolidated=True, storage_options=options)
+    ds = _read_by_chunk(ds, fs.as_path(path))
     return ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
+
+
+def _read_by_chunk(ds: xr.Dataset, path) -> xr.Dataset:
+    """`ds` with the dask arrays of its variables that xarray shows as stored (same dtype,
+    nothing masked or scaled, blocks = stored chunks) read by `storedchunks.read_chunk`."""
+    with fs.open(path / ".zmetadata") as f:
+        documents = json.load(f).get("metadata", {})
+    replaced = {}
+    for name, var in ds.data_vars.items():
+        spec = storedchunks.chunk_spec(documents.get(f"{name}/.zarray", {}))
+        if spec is None or var.chunks is None or var.dtype != spec.dtype or var.ndim == 0:
+            continue
+        if {"scale_factor", "add_offset"} & set(var.encoding) or not _unmasked(var, spec):
+            continue
+        chunks = da.core.normalize_chunks(spec.chunks, var.shape)
+        if tuple(var.chunks) != chunks:
+            continue
+        data = da.map_blocks(_stored_chunk, chunks=chunks, dtype=spec.dtype,
+                             meta=np.empty((0,) * var.ndim, spec.dtype),
+                             name=f"stored-{name}-{dask.base.tokenize(str(path), spec)}",
+                             where=str(path / name), spec=spec)
+        replaced[name] = var.copy(data=data)
+    return ds.assign(replaced) if replaced else ds
+
+
+def _unmasked(var: xr.DataArray, spec) -> bool:
+    """Whether xarray shows the stored values as they are (a float fill value is masked as
+    NaN: unchanged only when it is NaN itself)."""
+    fill = var.encoding.get("_FillValue")
+    return fill is None or (var.dtype.kind == "f" and np.isnan(fill))
+
+
+def _stored_chunk(where: str, spec, block_info=None) -> np.ndarray:
+    info = block_info[None]
+    return storedchunks.read_chunk(where, spec, tuple(info["chunk-location"]),
+                                   tuple(info["chunk-shape"]))
 
 
 def stored_array(path: Path, name: str):

@@ -1,0 +1,77 @@
+"""Whole stored chunks of a zarr (format 2) array, read and decoded in the calling thread.
+
+Written by hand because zarr-python 3 copies every chunk it reads into the output array on
+its single event-loop thread per process: the chunk reads of a worker's tasks take turns
+there. Measured on a 156 x 512 x 512 float32 chunk (lz4, 2 cores): one read 0.35 s; two
+side by side 0.29 s and 0.77 s, while the file reads and the blosc decodes alone run side by
+side. A task that needs one whole chunk reads its file and decodes it here (the format-2
+layout: one file per chunk named by its indices, compressor and filters from numcodecs),
+into the array it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numcodecs
+import numpy as np
+
+from geoclass import fs
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """How the chunks of one stored array are laid out and encoded."""
+
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    fill_value: object
+    separator: str
+    compressor: dict | None
+    filters: tuple[dict, ...]
+
+
+def chunk_spec(meta: dict) -> ChunkSpec | None:
+    """The chunk layout of a format-2 `.zarray` document, or None when this reader does not
+    handle it (Fortran order, object, structured or non-native byte order dtypes: zarr's own
+    reader does)."""
+    if meta.get("zarr_format") != 2 or meta.get("order", "C") != "C":
+        return None
+    if not isinstance(meta.get("dtype"), str):
+        return None
+    dtype = np.dtype(meta["dtype"])
+    if dtype.kind not in "biuf" or not dtype.isnative:
+        return None
+    fill = meta.get("fill_value")
+    if isinstance(fill, str):  # "NaN", "Infinity", "-Infinity"
+        fill = float(fill)
+    return ChunkSpec(dtype, tuple(meta["chunks"]), 0 if fill is None else fill,
+                     meta.get("dimension_separator", "."), meta.get("compressor"),
+                     tuple(meta.get("filters") or ()))
+
+
+def read_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...],
+               shape: tuple[int, ...]) -> np.ndarray:
+    """The stored chunk `index` of the array at `array_path` (local or remote), cut to
+    `shape` (edge chunks are stored whole); the fill value where the chunk was not written."""
+    key = spec.separator.join(map(str, index))
+    try:
+        with fs.open(fs.as_path(array_path) / key) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return np.full(shape, spec.fill_value, spec.dtype)
+    values = _decode(data, spec)
+    if values.shape != shape:  # an edge chunk: contiguous, as the kernels expect
+        values = np.ascontiguousarray(values[tuple(slice(0, n) for n in shape)])
+    return values
+
+
+def _decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
+    if spec.compressor is not None and not spec.filters:  # decoded straight into the array
+        out = np.empty(spec.chunks, spec.dtype)
+        numcodecs.get_codec(spec.compressor).decode(data, out=out)
+        return out
+    chunk = data if spec.compressor is None else \
+        numcodecs.get_codec(spec.compressor).decode(data)
+    for codec in reversed(spec.filters):
+        chunk = numcodecs.get_codec(codec).decode(chunk)
+    return np.frombuffer(chunk, spec.dtype).reshape(spec.chunks).copy()
