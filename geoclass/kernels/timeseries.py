@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from geoclass.kernels.select import fill_where
 from geoclass.kernels.threads import ByThreads, numba_threads, task_threads
 
 INDICES = ("NDVI", "NDWI", "Brightness")
@@ -43,7 +44,8 @@ def decode_block(raw: np.ndarray, scale: np.ndarray, offset: np.ndarray, sentine
     out += offset.astype(np.float32)[:, :, None, None]
     if db_input:
         out = np.power(np.float32(10), out / np.float32(10), dtype=np.float32)
-    np.copyto(out, np.float32(np.nan), where=missing[:, None])  # a broadcast mask: no copy
+    for t in np.flatnonzero(missing.any(axis=(1, 2))):
+        fill_where(out[t], np.float32(np.nan), missing[t])
     return out
 
 

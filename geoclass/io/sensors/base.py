@@ -18,6 +18,7 @@ from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.io.handles import open_raster
+from geoclass.kernels.select import copy_where, fill_where
 from geoclass.kernels.timeseries import decode_block
 
 # "nonzero": any non-zero value is invalid; "bit0": bit 0 set is invalid; a tuple of integers:
@@ -262,7 +263,7 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
     h, w = int(window.height), int(window.width)
     dtype = np.dtype(encoding.dtype)
     # every date is written below: filled where read, the sentinel where nothing was
-    # (np.copyto with a broadcast mask: a boolean-indexed copy costs several times more)
+    # (kernels.select: a masked copy without a branch, the date's mask for every band)
     out = np.empty((len(series.dates), len(series.band_names), h, w), dtype)
     for t, group in enumerate(series.by_date()):
         missing = np.ones((h, w), bool)
@@ -276,11 +277,12 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
                 stored = (physical - encoding.offset[t][:, None, None]) / \
                     encoding.scale[t][:, None, None]
                 raw = (stored if dtype.kind == "f" else np.rint(stored)).astype(dtype)
-            np.copyto(out[t], raw, where=take)
+            copy_where(out[t], raw, take)
             missing &= ~take
             if not missing.any():
                 break
-        np.copyto(out[t], np.asarray(encoding.sentinel, dtype), where=missing)
+        if missing.any():
+            fill_where(out[t], encoding.sentinel, missing)
     return out
 
 
