@@ -7,8 +7,9 @@ inputs it is made from (issue 13), side by side in one run.
 1. A one-tile THEIA scene (10 bands, CLM/EDG masks) is generated once (not timed).
 2. The floor: every input raster read and decoded once, in 512 x 512 windows, on 2 threads
    (nothing else done); throughput in tile pixels per second.
-3. The cube build: the cube step on a LocalCluster of 1 worker x 2 threads (started before the
-   clock), from the same files to `cubes/<TILE>.zarr`; the peak RSS of the process tree too.
+3. The cube build: the cube step on geoclass's own LocalCluster (`cluster.dask_client`, as the
+   commands start it) of 1 worker x 2 threads, started before the clock, from the same files
+   to `cubes/<TILE>.zarr`; the peak RSS of the process tree too.
 4. Sizes: the inputs (every file of the tile) and the cube on disk.
 With --codecs, the build is repeated with other compressors (same data) to compare them."""
 
@@ -26,9 +27,9 @@ from pathlib import Path
 import numcodecs
 import psutil
 import rasterio
-from distributed import Client, LocalCluster
 from rasterio.windows import Window
 
+from geoclass.cluster import dask_client
 from geoclass.io.configfile import load_config
 from geoclass.steps import cube as cube_step
 from geoclass.store import RunStore
@@ -131,8 +132,7 @@ def main() -> None:
     print(f"read-and-decode floor (2 threads): {floor:.2f} s, "
           f"{pixels / floor / 1e6:.2f} M px/s", flush=True)
     store = RunStore(config.chain.output_path)
-    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0",
-                      silence_logs=50) as cluster, Client(cluster):
+    with dask_client(workers=1, threads_per_worker=2, dashboard_address="none"):
         seconds, peak = build(config, store)
         size = du(store.cube(tile))
         inputs_size = du(folder / "sensor_data")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numcodecs
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from geoclass import lazy
+from geoclass.cluster import dask_client
 from geoclass.io.configfile import load_config
 from geoclass.pipeline import run_steps
 from geoclass.store import RunStore
@@ -55,8 +55,7 @@ def main() -> None:
     config = load_config(folder / "config.yaml")
     store = RunStore(config.chain.output_path)
     tile = config.chain.list_tile[0]
-    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0",
-                      silence_logs=50) as cluster, Client(cluster):
+    with dask_client(workers=1, threads_per_worker=2, dashboard_address="none"):
         run_steps(config, until="train")
         cube = open_cube(store.cube(tile))
         grid = grid_of_cube(cube)
