@@ -5,6 +5,7 @@ without the certificate is refused."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -59,6 +60,11 @@ def test_the_local_cluster_and_its_dashboard_listen_on_localhost_only(caplog):
         # the workers were forked with geoclass's task modules loaded, and end quickly
         loaded = client.run(lambda: "geoclass.views.maps" in sys.modules)
         assert set(loaded.values()) == {True}
+        # ... with dask's one BLAS thread, without its malloc trim threshold (cluster.py)
+        environ = client.run(lambda: {k: os.environ.get(k) for k in
+                                      ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")})
+        assert list(environ.values()) == [{"OMP_NUM_THREADS": "1",
+                                           "MALLOC_TRIM_THRESHOLD_": None}]
         plugins = client.run(lambda dask_worker: list(dask_worker.plugins))
         assert all("geoclass-quick-exit" in names for names in plugins.values())
     # opened deliberately: said on the console
