@@ -141,17 +141,19 @@ _gapfill_rows = ByThreads(_gapfill_rows)
 
 
 def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray,
-                  n_threads: int | None = None) -> np.ndarray:
+                  n_threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Gap-fill one block in time: float32 (T, B, Y, X) with NaN where masked -> float32
     (G, B, Y, X) on `out_days`, as `gapfill_reference` states it (linear between the nearest
     clear observations, the nearest beyond the ends, NaN where never clear), on `n_threads`
-    numba threads (None: numba's setting)."""
+    numba threads (None: numba's setting); into `out` when given (any strides: a view of
+    the feature block)."""
     values = np.ascontiguousarray(values, np.float32)
     obs_days = np.asarray(obs_days, np.float64)
     out_days = np.asarray(out_days, np.float64)
     before = np.searchsorted(obs_days, out_days, side="right") - 1
     after = np.searchsorted(obs_days, out_days, side="left")
-    out = np.empty((len(out_days), *values.shape[1:]), np.float32)
+    if out is None:
+        out = np.empty((len(out_days), *values.shape[1:]), np.float32)
     if values.shape[0] == 0:
         out[:] = np.nan
         return out
@@ -164,28 +166,44 @@ def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray
 # --- features -------------------------------------------------------------------------------
 
 
-def _normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _normalized_difference(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """(a - b) / (a + b) into `out`, 0 where a + b is 0 (the same float32 operations as
+    `np.where(a + b != 0, (a - b) / (a + b), 0)`, without its temporaries)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         total = a + b
-        return np.where(total != 0, (a - b) / total, 0).astype(np.float32)
+        np.subtract(a, b, out=out)
+        np.divide(out, total, out=out)
+    out[total == 0] = 0
+
+
+def _brightness(filled: np.ndarray, out: np.ndarray) -> None:
+    """sqrt of the sum of the squared bands into `out`, band after band (the order of
+    numpy's sum over the band axis, without a squared copy of the block)."""
+    total = np.square(filled[:, 0], dtype=np.float32)
+    for b in range(1, filled.shape[1]):
+        total += np.square(filled[:, b], dtype=np.float32)
+    np.sqrt(total, out=out)
 
 
 def indices_block(
-    filled: np.ndarray, band_names: tuple[str, ...], index_bands: dict[str, str], names: tuple
+    filled: np.ndarray, band_names: tuple[str, ...], index_bands: dict[str, str], names: tuple,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Spectral indices of a (G, B, Y, X) reflectance block -> float32 (G, len(names), Y, X).
+    """Spectral indices of a (G, B, Y, X) reflectance block -> float32 (G, len(names), Y, X)
+    (into `out` when given).
 
     NDVI = (nir - red) / (nir + red); NDWI = (nir - swir) / (nir + swir) (Gao's, as iota2);
     Brightness = sqrt(sum of the squared reflectances of all bands)."""
     band = {name: filled[:, band_names.index(b)] for name, b in index_bands.items()}
     formulas = {
-        "NDVI": lambda: _normalized_difference(band["nir"], band["red"]),
-        "NDWI": lambda: _normalized_difference(band["nir"], band["swir"]),
-        "Brightness": lambda: np.sqrt((filled.astype(np.float32) ** 2).sum(axis=1)),
+        "NDVI": lambda out: _normalized_difference(band["nir"], band["red"], out),
+        "NDWI": lambda out: _normalized_difference(band["nir"], band["swir"], out),
+        "Brightness": lambda out: _brightness(filled, out),
     }
-    out = np.empty((filled.shape[0], len(names), *filled.shape[2:]), np.float32)
+    if out is None:
+        out = np.empty((filled.shape[0], len(names), *filled.shape[2:]), np.float32)
     for i, name in enumerate(names):
-        out[:, i] = formulas[name]()
+        formulas[name](out[:, i])
     return out
 
 
@@ -274,8 +292,21 @@ class SensorRecipe:
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """(F, h, w) float32 features of a (T, B, h, w) block of stored observations."""
-        return features_block(self.gapfilled(raw), self.band_names, self.index_bands,
-                              self.indices, self.keep_reflectances, self.db_features)
+        if not self.keep_reflectances or self.db_features:
+            return features_block(self.gapfilled(raw), self.band_names, self.index_bands,
+                                  self.indices, self.keep_reflectances, self.db_features)
+        # the gap-filling and the indices write straight into the feature block, through
+        # (G, B, h, w) views of its band-major layout: the same values as features_block
+        dates, bands, (height, width) = len(self.grid_dates), len(self.band_names), raw.shape[2:]
+        out = np.empty(((bands + len(self.indices)) * dates, height, width), np.float32)
+        filled = out[:bands * dates].reshape(bands, dates, height, width).transpose(1, 0, 2, 3)
+        gapfill_block(self.decode(raw), days(self.obs_dates), days(self.grid_dates),
+                      task_threads(), out=filled)
+        if self.indices:
+            indices = out[bands * dates:].reshape(len(self.indices), dates, height, width)
+            indices_block(filled, self.band_names, self.index_bands, self.indices,
+                          out=indices.transpose(1, 0, 2, 3))
+        return out
 
 
 def features_from_observations(recipes: tuple[SensorRecipe, ...], blocks: list[np.ndarray],
