@@ -13,7 +13,14 @@ from geoclass.config import SensorOptions
 from geoclass.errors import InputError
 from geoclass.io.configfile import load_config
 from geoclass.io.sensors import read_landsat8_old
-from geoclass.kernels.timeseries import features_block, gapfill_block, indices_block
+from geoclass.kernels.timeseries import (
+    SensorRecipe,
+    days,
+    decode_block,
+    features_block,
+    gapfill_block,
+    indices_block,
+)
 from geoclass.views.cube import open_cubes
 from geoclass.views.sources import date_grid
 
@@ -70,6 +77,33 @@ def test_features_block_orders_bands_then_indices_over_dates():
     out = features_block(filled, ("B3", "B4", "B8", "B11"), roles, ("NDVI",), True)
     assert out.shape == (4 * 2 + 2, 1, 1)
     np.testing.assert_array_equal(out[:8, 0, 0], filled[:, :, 0, 0].T.ravel())
+
+
+@pytest.mark.parametrize("dtype, sentinel", [(np.int16, -32768), (np.uint16, 65535),
+                                             (np.float32, np.nan)])
+def test_stored_observations_give_the_features_of_their_decoded_values(dtype, sentinel):
+    """The recipe gap-fills stored observations decoding only what it uses, straight into
+    the feature block: the same float32 values as decoding the block, gap-filling it and
+    laying the features out (features_block), bit for bit."""
+    rng = np.random.default_rng(3)
+    obs = sorted(dt.date(2020, 1, 1) + dt.timedelta(days=int(d))
+                 for d in rng.choice(360, 12, replace=False))
+    grid = tuple(dt.date(2019, 12, 20) + dt.timedelta(days=10 * i) for i in range(40))
+    raw = (rng.random((12, 4, 9, 11)) * 10000).astype(dtype)
+    raw[np.broadcast_to((rng.random((12, 9, 11)) > 0.6)[:, None], raw.shape)] = sentinel
+    raw[:, :, 0, 0] = sentinel  # never clear
+    scale = (rng.random((12, 4)) * 1e-3).astype(np.float32)
+    offset = (rng.random((12, 4)) - 0.5).astype(np.float32)
+    bands, roles = ("B3", "B4", "B8", "B11"), {"red": "B4", "nir": "B8", "swir": "B11"}
+    recipe = SensorRecipe("obs_s2", "S2", bands, tuple(obs), grid, scale, offset, sentinel,
+                          roles, ("NDVI", "NDWI", "Brightness"))
+    decoded = decode_block(raw, scale, offset, sentinel)
+    filled = gapfill_block(decoded, days(obs), days(grid))
+    expected = features_block(filled, bands, roles, recipe.indices, True)
+    got = recipe.features(raw)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(recipe.gapfilled(raw), filled)
+    assert np.isnan(got[:, 0, 0]).all()
 
 
 def test_date_grid_uses_dates_common_to_all_tiles():

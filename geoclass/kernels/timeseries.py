@@ -95,22 +95,23 @@ def gapfill_reference(values: np.ndarray, obs_days: np.ndarray,
 # Written with numba because the plain numpy form makes (G x B) passes over whole arrays,
 # as slow as the classification it feeds; this walks each pixel's dates once, row by row in
 # parallel, with the same float32 arithmetic (no fastmath: results equal gapfill_reference).
+# It reads the stored values and decodes those it uses (raw * scale + offset in float32, as
+# decode_block): no decoded copy of the block. Masked: the sentinel, or NaN.
 @numba.njit(parallel=True, cache=True)
-def _gapfill_rows(values, obs_days, out_days, before, after, out):
-    n_obs, n_bands, height, width = values.shape
+def _gapfill_rows(raw, scale, offset, sentinel, obs_days, out_days, before, after, out):
+    n_obs, n_bands, height, width = raw.shape
     for y in numba.prange(height):
         last = np.empty((n_obs, width), np.int64)
         nxt = np.empty((n_obs, width), np.int64)
-        for x in range(width):
-            last[0, x] = 0 if not np.isnan(values[0, 0, y, x]) else -1
-        for t in range(1, n_obs):
+        for t in range(n_obs):
             for x in range(width):
-                last[t, x] = t if not np.isnan(values[t, 0, y, x]) else last[t - 1, x]
-        for x in range(width):
-            nxt[n_obs - 1, x] = n_obs - 1 if not np.isnan(values[n_obs - 1, 0, y, x]) else n_obs
-        for t in range(n_obs - 2, -1, -1):
+                v = raw[t, 0, y, x]
+                clear = not (v == sentinel or v != v)
+                last[t, x] = t if clear else (last[t - 1, x] if t > 0 else -1)
+        for t in range(n_obs - 1, -1, -1):
             for x in range(width):
-                nxt[t, x] = t if not np.isnan(values[t, 0, y, x]) else nxt[t + 1, x]
+                nxt[t, x] = t if last[t, x] == t else (nxt[t + 1, x] if t < n_obs - 1
+                                                        else n_obs)
         left = np.empty(width, np.int64)
         right = np.empty(width, np.int64)
         weight = np.empty(width, np.float32)
@@ -127,12 +128,15 @@ def _gapfill_rows(values, obs_days, out_days, before, after, out):
                 for x in range(width):
                     lo, hi = left[x], right[x]
                     if lo >= 0 and hi < n_obs:
-                        v_left = values[lo, b, y, x]
-                        out[g, b, y, x] = v_left + (values[hi, b, y, x] - v_left) * weight[x]
+                        v_left = np.float32(raw[lo, b, y, x]) * scale[lo, b] + offset[lo, b]
+                        v_right = np.float32(raw[hi, b, y, x]) * scale[hi, b] + offset[hi, b]
+                        out[g, b, y, x] = v_left + (v_right - v_left) * weight[x]
                     elif lo >= 0:
-                        out[g, b, y, x] = values[lo, b, y, x]
+                        out[g, b, y, x] = np.float32(raw[lo, b, y, x]) * scale[lo, b] + \
+                            offset[lo, b]
                     elif hi < n_obs:
-                        out[g, b, y, x] = values[hi, b, y, x]
+                        out[g, b, y, x] = np.float32(raw[hi, b, y, x]) * scale[hi, b] + \
+                            offset[hi, b]
                     else:
                         out[g, b, y, x] = np.nan
 
@@ -148,18 +152,31 @@ def gapfill_block(values: np.ndarray, obs_days: np.ndarray, out_days: np.ndarray
     numba threads (None: numba's setting); into `out` when given (any strides: a view of
     the feature block)."""
     values = np.ascontiguousarray(values, np.float32)
+    ones = np.ones(values.shape[:2], np.float32)
+    return gapfill_stored(values, ones, ones * 0, np.nan, obs_days, out_days, n_threads, out)
+
+
+def gapfill_stored(raw: np.ndarray, scale: np.ndarray, offset: np.ndarray, sentinel,
+                   obs_days: np.ndarray, out_days: np.ndarray, n_threads: int | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """`gapfill_block` of stored observations (T, B, Y, X) in their encoding (`sentinel`
+    where masked, value = raw * scale + offset, (T, B) float32), decoding only the values
+    it uses: the same float32 results as `gapfill_block(decode_block(...))`."""
+    raw = np.ascontiguousarray(raw)
     obs_days = np.asarray(obs_days, np.float64)
     out_days = np.asarray(out_days, np.float64)
     before = np.searchsorted(obs_days, out_days, side="right") - 1
     after = np.searchsorted(obs_days, out_days, side="left")
     if out is None:
-        out = np.empty((len(out_days), *values.shape[1:]), np.float32)
-    if values.shape[0] == 0:
+        out = np.empty((len(out_days), *raw.shape[1:]), np.float32)
+    if raw.shape[0] == 0:
         out[:] = np.nan
         return out
+    sentinel = float(sentinel) if np.issubdtype(raw.dtype, np.floating) else int(sentinel)
     with numba_threads(n_threads):
-        _gapfill_rows(values, obs_days, out_days, before.astype(np.int64),
-                      after.astype(np.int64), out)
+        _gapfill_rows(raw, np.ascontiguousarray(scale, np.float32),
+                      np.ascontiguousarray(offset, np.float32), sentinel, obs_days, out_days,
+                      before.astype(np.int64), after.astype(np.int64), out)
     return out
 
 
@@ -285,10 +302,14 @@ class SensorRecipe:
     def decode(self, raw: np.ndarray) -> np.ndarray:
         return decode_block(raw, self.scale, self.offset, self.sentinel, self.db_input)
 
-    def gapfilled(self, raw: np.ndarray) -> np.ndarray:
-        """(G, B, h, w) float32: the observations decoded and gap-filled on the grid."""
-        return gapfill_block(self.decode(raw), days(self.obs_dates), days(self.grid_dates),
-                             task_threads())
+    def gapfilled(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(G, B, h, w) float32: the observations decoded and gap-filled on the grid (into
+        `out` when given)."""
+        if self.db_input:  # decoded first: the linear values are interpolated
+            return gapfill_block(self.decode(raw), days(self.obs_dates),
+                                 days(self.grid_dates), task_threads(), out)
+        return gapfill_stored(raw, self.scale, self.offset, self.sentinel, days(self.obs_dates),
+                              days(self.grid_dates), task_threads(), out)
 
     def features(self, raw: np.ndarray) -> np.ndarray:
         """(F, h, w) float32 features of a (T, B, h, w) block of stored observations."""
@@ -300,8 +321,7 @@ class SensorRecipe:
         dates, bands, (height, width) = len(self.grid_dates), len(self.band_names), raw.shape[2:]
         out = np.empty(((bands + len(self.indices)) * dates, height, width), np.float32)
         filled = out[:bands * dates].reshape(bands, dates, height, width).transpose(1, 0, 2, 3)
-        gapfill_block(self.decode(raw), days(self.obs_dates), days(self.grid_dates),
-                      task_threads(), out=filled)
+        self.gapfilled(raw, filled)
         if self.indices:
             indices = out[bands * dates:].reshape(len(self.indices), dates, height, width)
             indices_block(filled, self.band_names, self.index_bands, self.indices,
