@@ -17,11 +17,10 @@ import xarray as xr
 import zarr
 from rasterio.windows import Window
 
-from geoclass import fs
+from geoclass import fs, storedchunks
 from geoclass.atomic import atomic_output
 from geoclass.cluster import compute
 from geoclass.grid import TileGrid
-from geoclass.io import storedchunks
 from geoclass.kernels.rasterize import rasterize_block, shapes_by_window
 
 
@@ -248,7 +247,7 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
 def open_zarr(path: Path) -> xr.Dataset:
     """A zarr store written by `write_zarr` / `write_dataset`, lazily (local or remote); each
     block of its chunked variables is one stored chunk, read in its task's own thread
-    (`io.storedchunks`)."""
+    (`storedchunks`)."""
     where, options = fs.zarr_location(path)
     ds = xr.open_zarr(where, consolidated=True, storage_options=options)
     ds = _read_by_chunk(ds, fs.as_path(path))

@@ -7,16 +7,19 @@ import shutil
 
 import joblib
 import numpy as np
+import pytest
 import rasterio
 import xarray as xr
 from lightgbm import LGBMClassifier
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import ExtraTreesClassifier
 
 from geoclass.api import classify_cube, model_path, read_samples, train
 from geoclass.io.reference import read_nomenclature
-from geoclass.kernels.predict import predict_block
+from geoclass.kernels.predict import predict_block, predict_in_strips, predict_with_fusion
 from geoclass.lazy import lazy_rasterize
 from geoclass.models.trained import TrainedModel
+from geoclass.views.maps import fusion_options
 
 from .conftest import config_of
 
@@ -54,6 +57,38 @@ def test_ties_go_to_the_first_class():
     model = TrainedModel(estimator, ["a"], [1, 2], 1, 0, "h")
     out = predict_block(np.zeros((1, 2, 2), np.float32), np.ones((2, 2), int), {1: model}, [1, 2])
     assert (out[0] == 1).all() and (out[1] == 50).all()
+
+
+@pytest.mark.parametrize("fusion", [None, fusion_options(20.0, 20.0, 0.0, 10.0)])
+def test_strips_of_rows_give_the_block_s_prediction(fusion):
+    """Features made and predicted strip by strip of rows (the observation cube's path):
+    the same map as the whole block, boundary fusion included."""
+    rng = np.random.default_rng(4)
+    features = rng.random((3, 20, 9)).astype(np.float32)
+    features[:, 5, 2] = np.nan
+    regions = np.ones((20, 9), int)
+    regions[:, 5:] = 2
+    regions[17:, :2] = 0
+    models = {}
+    for region in (1, 2):
+        x = rng.random((60, 3))
+        y = np.where(x[:, region] > 0.5, 10, 20 + 10 * (x[:, 0] > 0.7))
+        forest = ExtraTreesClassifier(n_estimators=5, random_state=region).fit(x, y)
+        models[region] = TrainedModel(forest, ["a", "b", "c"], sorted(set(y)), region, 0, "h")
+    depth = 0 if fusion is None else fusion["depth"]
+    padded = np.pad(regions, depth, mode="edge")
+    whole = predict_with_fusion(features, padded, models, [10, 20, 30], fusion)
+    seen = []
+
+    def features_of(rows):
+        seen.append((rows.start, rows.stop))
+        return features[:, rows]
+
+    strips = predict_in_strips(features_of, 3, padded, models, [10, 20, 30], fusion,
+                               strip_rows=6)
+    assert seen == [(0, 6), (6, 12), (12, 18), (18, 20)]
+    np.testing.assert_array_equal(strips, whole)
+    assert len(np.unique(whole[0])) >= 3  # the features matter: rows must line up
 
 
 def test_lazy_classification_of_a_generated_tile(scene_template, tmp_path_factory, client):

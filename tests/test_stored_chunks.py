@@ -1,4 +1,4 @@
-"""Stored chunks read in the task's thread (io.storedchunks through lazy.open_zarr): the same
+"""Stored chunks read in the task's thread (storedchunks through lazy.open_zarr): the same
 values as zarr's own reader, for edge chunks, chunks never written, filters, no compressor;
 variables xarray masks or zarr lays out otherwise are left to zarr."""
 
@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoclass import lazy
-from geoclass.io import storedchunks
+from geoclass import lazy, storedchunks
 
 
 def _write(path, variables: dict, encoding: dict) -> None:

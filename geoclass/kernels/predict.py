@@ -87,11 +87,35 @@ def predict_with_fusion(features: np.ndarray, padded_regions: np.ndarray, models
     """`predict_block` of a block whose regions come with a margin of `fusion["depth"]`
     pixels (boundary fusion: each region's weight from its distance to the boundary), or
     without margin when `fusion` is None."""
-    if fusion is None:
-        return predict_block(features, padded_regions, models, classes)
-    depth = fusion["depth"]
-    weights = region_weights(padded_regions, depth, fusion["interior"], fusion["exterior"],
-                             fusion["resolution"], fusion["epsilon"])
+    return predict_in_strips(lambda rows: features[:, rows], features.shape[0], padded_regions,
+                             models, classes, fusion, strip_rows=features.shape[1])
+
+
+# Strips of features below glibc's largest mmap threshold (32 MiB): their buffers come back
+# from the heap strip after strip instead of being mapped, faulted in and unmapped each time
+# (a 512 px block of 455 features is 477 MB).
+STRIP_BYTES = 30 * 2**20
+
+
+def predict_in_strips(features_of, n_features: int, padded_regions: np.ndarray, models: dict,
+                      classes: list[int], fusion: dict | None,
+                      strip_rows: int | None = None) -> np.ndarray:
+    """`predict_with_fusion` of a block whose features are computed strip by strip of rows:
+    `features_of(rows)` gives the float32 (F, n, w) features of the block's rows `rows` (a
+    slice). Strips of `strip_rows` rows (default: about STRIP_BYTES of features each); the
+    result does not depend on them (each pixel is predicted on its own)."""
+    depth = 0 if fusion is None else fusion["depth"]
     core = padded_regions[depth:padded_regions.shape[0] - depth,
                           depth:padded_regions.shape[1] - depth]
-    return predict_block(features, core, models, classes, weights)
+    weights = None if fusion is None else region_weights(
+        padded_regions, depth, fusion["interior"], fusion["exterior"], fusion["resolution"],
+        fusion["epsilon"])
+    height, width = core.shape
+    step = strip_rows or max(1, STRIP_BYTES // (4 * max(1, n_features) * max(1, width)))
+    out = np.empty((2 + len(classes), height, width), np.uint16)
+    for start in range(0, height, step):
+        rows = slice(start, min(start + step, height))
+        strip_weights = None if weights is None else {r: w[rows] for r, w in weights.items()}
+        out[:, rows] = predict_block(features_of(rows), core[rows], models, classes,
+                                     strip_weights)
+    return out

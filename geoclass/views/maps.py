@@ -20,7 +20,7 @@ from geoclass.kernels import fastboost, fastforest
 from geoclass.kernels.areas import class_pixel_counts
 from geoclass.kernels.boundary import overlap_depth
 from geoclass.kernels.merge import PROBA_NODATA
-from geoclass.kernels.predict import predict_with_fusion
+from geoclass.kernels.predict import predict_in_strips, predict_with_fusion
 from geoclass.kernels.smoothing import (
     bayes_smooth,
     isolated_pixels,
@@ -107,14 +107,22 @@ def _models(refs: dict, fast: bool) -> dict:
 
 def _predict(*blocks, recipes, n_obs, models, classes, names, fusion, fast):
     """One block: features from the observations (and extra blocks), then the prediction;
-    the last block is the (padded) regions."""
+    the last block is the (padded) regions. Features computed from observations are made
+    and predicted strip by strip of rows (`predict_in_strips`); stored ones (the extra
+    blocks alone) as the block they are."""
     *sources, regions = blocks
-    features = features_from_observations(recipes, list(sources[:n_obs]),
-                                          list(sources[n_obs:]))
     predictors = _models(models, fast)
     for model in predictors.values():
         model.check_features(names)
-    return predict_with_fusion(features, regions, predictors, classes, fusion)
+    if not recipes:
+        features = features_from_observations((), [], list(sources))
+        return predict_with_fusion(features, regions, predictors, classes, fusion)
+
+    def features_of(rows):
+        return features_from_observations(recipes, [b[..., rows, :] for b in sources[:n_obs]],
+                                          [b[..., rows, :] for b in sources[n_obs:]])
+
+    return predict_in_strips(features_of, len(names), regions, predictors, classes, fusion)
 
 
 def _lazy_map(obs, extra, regions, recipes, names, models, classes, fusion, fast, coords):
