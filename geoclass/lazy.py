@@ -264,7 +264,7 @@ def _read_by_chunk(ds: xr.Dataset, path) -> xr.Dataset:
         spec = storedchunks.chunk_spec(documents.get(f"{name}/.zarray", {}))
         if spec is None or var.chunks is None or var.dtype != spec.dtype or var.ndim == 0:
             continue
-        if {"scale_factor", "add_offset"} & set(var.encoding) or not _unmasked(var, spec):
+        if {"scale_factor", "add_offset"} & set(var.encoding) or not _unmasked(var):
             continue
         chunks = da.core.normalize_chunks(spec.chunks, var.shape)
         if tuple(var.chunks) != chunks:
@@ -277,7 +277,7 @@ def _read_by_chunk(ds: xr.Dataset, path) -> xr.Dataset:
     return ds.assign(replaced) if replaced else ds
 
 
-def _unmasked(var: xr.DataArray, spec) -> bool:
+def _unmasked(var: xr.DataArray) -> bool:
     """Whether xarray shows the stored values as they are (a float fill value is masked as
     NaN: unchanged only when it is NaN itself)."""
     fill = var.encoding.get("_FillValue")

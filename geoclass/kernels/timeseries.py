@@ -231,6 +231,19 @@ def to_db(linear: np.ndarray) -> np.ndarray:
             np.float32)
 
 
+def feature_layout(n_dates: int, n_bands: int, n_indices: int, height: int,
+                   width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The float32 (F, Y, X) feature block (every band over the dates, then every index over
+    the dates: the order of `feature_names`; `n_bands` 0 without reflectances) and its two
+    parts as views in date-major order: bands (G, B, Y, X) and indices (G, I, Y, X), which
+    the kernels write into in place (no concatenation of parts)."""
+    n_refl = n_bands * n_dates
+    out = np.empty((n_refl + n_indices * n_dates, height, width), np.float32)
+    bands = out[:n_refl].reshape(n_bands, n_dates, height, width).transpose(1, 0, 2, 3)
+    indices = out[n_refl:].reshape(n_indices, n_dates, height, width).transpose(1, 0, 2, 3)
+    return out, bands, indices
+
+
 def features_block(
     filled: np.ndarray,
     band_names: tuple[str, ...],
@@ -242,17 +255,12 @@ def features_block(
     """(G, B, Y, X) gap-filled block -> float32 (F, Y, X): every band over the dates (in dB
     with `db`), then every index over the dates (the order of `feature_names`)."""
     n_dates, n_bands, height, width = filled.shape
-    n_refl = n_bands * n_dates if keep_reflectances else 0
-    # written in place into the one output block (no concatenation of the parts)
-    out = np.empty((n_refl + len(indices) * n_dates, height, width), np.float32)
+    out, bands, idx = feature_layout(n_dates, n_bands if keep_reflectances else 0,
+                                     len(indices), height, width)
     if keep_reflectances:
-        bands = to_db(filled) if db else filled
-        np.copyto(out[:n_refl].reshape(n_bands, n_dates, height, width),
-                  bands.transpose(1, 0, 2, 3))
+        np.copyto(bands, to_db(filled) if db else filled)
     if indices:
-        idx = indices_block(filled, band_names, index_bands, indices)
-        np.copyto(out[n_refl:].reshape(len(indices), n_dates, height, width),
-                  idx.transpose(1, 0, 2, 3))
+        indices_block(filled, band_names, index_bands, indices, out=idx)
     return out
 
 
@@ -316,16 +324,13 @@ class SensorRecipe:
         if not self.keep_reflectances or self.db_features:
             return features_block(self.gapfilled(raw), self.band_names, self.index_bands,
                                   self.indices, self.keep_reflectances, self.db_features)
-        # the gap-filling and the indices write straight into the feature block, through
-        # (G, B, h, w) views of its band-major layout: the same values as features_block
-        dates, bands, (height, width) = len(self.grid_dates), len(self.band_names), raw.shape[2:]
-        out = np.empty(((bands + len(self.indices)) * dates, height, width), np.float32)
-        filled = out[:bands * dates].reshape(bands, dates, height, width).transpose(1, 0, 2, 3)
+        # the gap-filling writes straight into the feature block's bands (no gap-filled copy
+        # of the block): the same values as features_block
+        out, filled, idx = feature_layout(len(self.grid_dates), len(self.band_names),
+                                          len(self.indices), *raw.shape[2:])
         self.gapfilled(raw, filled)
         if self.indices:
-            indices = out[bands * dates:].reshape(len(self.indices), dates, height, width)
-            indices_block(filled, self.band_names, self.index_bands, self.indices,
-                          out=indices.transpose(1, 0, 2, 3))
+            indices_block(filled, self.band_names, self.index_bands, self.indices, out=idx)
         return out
 
 
