@@ -1,7 +1,11 @@
 """Stored chunks read in the task's thread (storedchunks through lazy.open_zarr): the same
 values as zarr's own reader, for edge chunks, chunks never written, filters, no compressor;
-variables xarray masks or zarr lays out otherwise are left to zarr."""
+variables xarray masks or zarr lays out otherwise are left to zarr. Chunks written in the
+task's thread (lazy.write_dataset): the very files zarr writes."""
 
+from pathlib import Path
+
+import dask.array as da
 import numcodecs
 import numpy as np
 import pytest
@@ -70,3 +74,66 @@ def test_layouts_zarr_reads_itself():
     assert storedchunks.chunk_spec({**base, "dtype": ">f4"}) is None
     assert storedchunks.chunk_spec({**base, "dtype": "|O"}) is None
     assert storedchunks.chunk_spec({**base, "dtype": [["a", "<i2"]]}) is None
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+CODECS = [
+    {"compressors": [numcodecs.Blosc("lz4", 5, numcodecs.Blosc.BITSHUFFLE)]},
+    {"compressors": [numcodecs.Zstd(1)], "filters": [numcodecs.Delta("<i2")]},
+    {"compressors": None},
+]
+
+
+@pytest.mark.parametrize("codecs", CODECS)
+def test_chunks_written_in_the_task_are_zarrs_own_files(tmp_path, codecs):
+    """Same bytes as xarray and zarr write, edge chunks (padded with the fill value) and
+    metadata included, for int16 observations, a float variable with NaN and a boolean."""
+    rng = np.random.default_rng(1)
+    obs = rng.integers(-3000, 9000, (3, 70, 45)).astype(np.int16)
+    mean = rng.normal(size=(70, 45)).astype(np.float32)
+    mean[5:40, 3:9] = np.nan
+    dataset = xr.Dataset({"obs": (("b", "y", "x"), da.from_array(obs, chunks=(3, 32, 20))),
+                          "mean": (("y", "x"), da.from_array(mean, chunks=(32, 20))),
+                          "clear": (("y", "x"), da.from_array(mean > 0, chunks=(32, 20)))},
+                         coords={"b": ["B2", "B3", "B4"]}, attrs={"tile": "T31TCJ"})
+    codecs = {"filters": None, **codecs} if "filters" not in codecs else codecs
+    encoding = {"obs": codecs}
+    ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
+    lazy.write_dataset(dataset, ours, "writing", encoding)
+    dataset.to_zarr(theirs, mode="w", consolidated=True, zarr_format=2, encoding=encoding,
+                    write_empty_chunks=True)
+    assert (ours / "obs" / "2.2").exists() or (ours / "obs" / "0.2.2").exists()
+    assert _files(ours) == _files(theirs)
+    np.testing.assert_array_equal(xr.open_zarr(ours)["obs"].values, obs)
+    np.testing.assert_array_equal(xr.open_zarr(ours)["mean"].values, mean)
+
+
+def test_chunks_are_written_by_the_tasks_that_make_them(tmp_path, monkeypatch):
+    calls = []
+    write = storedchunks.write_chunk
+    monkeypatch.setattr(storedchunks, "write_chunk",
+                        lambda *args: calls.append(args[2]) or write(*args))
+    values = da.arange(60 * 50, dtype=np.int32).reshape(60, 50).rechunk((32, 32))
+    lazy.write_dataset(xr.Dataset({"v": (("y", "x"), values)}), tmp_path / "w.zarr", "w")
+    assert sorted(calls) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "w.zarr")["v"].values,
+                                  values.compute())
+
+
+@pytest.mark.parametrize("variable, encoding", [
+    (np.arange(16, dtype=np.float64).reshape(4, 4),  # scaled to int16
+     {"dtype": "int16", "scale_factor": 0.5, "_FillValue": -1}),
+    (np.where(np.eye(4) > 0, np.nan, 1.0).astype(np.float32),  # NaN stored as 3.0
+     {"_FillValue": 3.0}),
+])
+def test_variables_stored_otherwise_are_left_to_xarray(tmp_path, monkeypatch, variable,
+                                                       encoding):
+    monkeypatch.setattr(storedchunks, "write_chunk", None)  # must not be called
+    dataset = xr.Dataset({"v": (("y", "x"), da.from_array(variable, chunks=2))})
+    lazy.write_dataset(dataset, tmp_path / "w.zarr", "w", {"v": {"chunks": (2, 2),
+                                                                  **encoding}})
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "w.zarr")["v"].values, variable)
