@@ -253,7 +253,8 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
 
 # encoding keys that leave the stored values as the array holds them
 _PLAIN_ENCODING = {"chunks", "preferred_chunks", "compressor", "compressors", "filters",
-                   "_FillValue", "dtype", "write_empty_chunks", "coordinates"}
+                   "_FillValue", "dtype", "write_empty_chunks", "coordinates", "grid_mapping",
+                   "source", "original_shape"}
 
 
 def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> list | None:

@@ -117,8 +117,13 @@ def test_chunks_are_written_by_the_tasks_that_make_them(tmp_path, monkeypatch):
     write = storedchunks.write_chunk
     monkeypatch.setattr(storedchunks, "write_chunk",
                         lambda *args: calls.append(args[2]) or write(*args))
+    """Georeferenced (rioxarray's grid_mapping), as the cubes and maps are."""
+    import rioxarray  # noqa: F401
+
     values = da.arange(60 * 50, dtype=np.int32).reshape(60, 50).rechunk((32, 32))
-    lazy.write_dataset(xr.Dataset({"v": (("y", "x"), values)}), tmp_path / "w.zarr", "w")
+    dataset = xr.Dataset({"v": (("y", "x"), values)}).rio.write_crs("EPSG:32631")
+    assert dataset["v"].encoding["grid_mapping"] == "spatial_ref"
+    lazy.write_dataset(dataset, tmp_path / "w.zarr", "w")
     assert sorted(calls) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "w.zarr")["v"].values,
                                   values.compute())

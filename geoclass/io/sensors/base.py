@@ -18,6 +18,7 @@ from geoclass import fs
 from geoclass.errors import InputError
 from geoclass.grid import TileGrid
 from geoclass.io.handles import open_raster
+from geoclass.kernels.flags import flag_values
 from geoclass.kernels.select import copy_where, fill_where
 from geoclass.kernels.timeseries import decode_block
 
@@ -144,32 +145,42 @@ def read_masked_window(
     window: Window,
     resampling: Resampling = Resampling.nearest,
     src_nodata: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    out: np.ndarray | None = None,
+    invalid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Like `read_window`, and also where the values are valid: (values (n, h, w), valid (h, w)).
 
     Invalid: the file's own nodata value, `src_nodata` (for files that do not declare theirs),
     and, for a warped file, every pixel outside its footprint (the warp's alpha band), so that
-    no fill value is ever taken for data. Resampling never mixes nodata into valid pixels."""
+    no fill value is ever taken for data. Resampling never mixes nodata into valid pixels.
+    `out` (n, h, w): where a file on the grid with bands of the same dtype is read into
+    (the values returned are then `out`). `invalid` (h, w) bool: the invalid pixels are
+    added to it instead (valid is then None)."""
+    h, w = int(window.height), int(window.width)
+    flagged = np.zeros((h, w), bool) if invalid is None else invalid
     with open_raster(path) as src:
         nodata = src.nodata if src.nodata is not None else src_nodata
         if _on_grid(src, grid):
-            values = src.read(indexes, window=window)
-            valid = np.ones(values.shape[1:], bool)
-            if nodata is not None:
-                valid &= ~(values == nodata).any(axis=0)
-            return values, valid
-        with WarpedVRT(
-            src,
-            crs=grid.crs,
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=resampling,
-            src_nodata=nodata,
-            add_alpha=True,
-        ) as vrt:
-            data = vrt.read([*indexes, vrt.count], window=window)
-            return data[:-1], data[-1] > 0
+            into = out if out is not None and all(
+                src.dtypes[i - 1] == out.dtype for i in indexes) else None
+            values = src.read(indexes, window=window, out=into)
+            values = out if into is not None else values
+            flag_values(values, flagged, (nodata,))
+        else:
+            with WarpedVRT(
+                src,
+                crs=grid.crs,
+                transform=grid.transform,
+                width=grid.width,
+                height=grid.height,
+                resampling=resampling,
+                src_nodata=nodata,
+                add_alpha=True,
+            ) as vrt:
+                data = vrt.read([*indexes, vrt.count], window=window)
+            values = data[:-1]
+            flagged |= data[-1] == 0
+    return values, (~flagged if invalid is None else None)
 
 
 def invalid_from_mask(values: np.ndarray, rule: MaskRule) -> np.ndarray:
@@ -182,32 +193,33 @@ def invalid_from_mask(values: np.ndarray, rule: MaskRule) -> np.ndarray:
 
 
 def read_raw_acquisition(
-    series: SensorSeries, acq: Acquisition, grid: TileGrid, window: Window, dtype
+    series: SensorSeries, acq: Acquisition, grid: TileGrid, window: Window, dtype,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One acquisition over `window` as stored: raw values (band, h, w) in `dtype`, and where
     they are invalid (h, w): a mask flags the pixel, a band holds nodata or a value outside
-    the valid range, or the window leaves the data."""
+    the valid range, or the window leaves the data. `out`: the (band, h, w) array to fill
+    (and return), read into directly where the files allow."""
     h, w = int(window.height), int(window.width)
-    raw = np.empty((len(acq.bands), h, w), dtype)
+    raw = np.empty((len(acq.bands), h, w), dtype) if out is None else out
     invalid = np.zeros((h, w), bool)
     by_file: dict[str, list[int]] = {}
     for b, ref in enumerate(acq.bands):
         by_file.setdefault(ref.path, []).append(b)
     for path, positions in by_file.items():
         indexes = [acq.bands[b].index for b in positions]
-        values, valid = _read_named(path, series, acq, indexes, grid, window,
-                                    Resampling[series.resampling], series.nodata)
-        raw[positions] = values
-        invalid |= ~valid
-    if series.nodata is not None:
-        invalid |= (raw == series.nodata).any(axis=0)
-    if series.valid_range is not None:
-        low, high = series.valid_range
-        invalid |= ((raw < low) | (raw > high)).any(axis=0)
+        target = raw[positions[0]:positions[-1] + 1] \
+            if positions == list(range(positions[0], positions[-1] + 1)) else None
+        values, _ = _read_named(path, series, acq, indexes, grid, window,
+                                Resampling[series.resampling], series.nodata, target, invalid)
+        if values is not target:
+            raw[positions] = values
+    if series.nodata is not None or series.valid_range is not None:
+        flag_values(raw, invalid, (series.nodata,), *(series.valid_range or (None, None)))
     for mask in acq.masks:
-        values, inside = _read_named(mask.path, series, acq, [1], grid, window,
-                                     Resampling.nearest)
-        invalid |= invalid_from_mask(values[0], mask.rule) | ~inside
+        values, _ = _read_named(mask.path, series, acq, [1], grid, window,
+                                Resampling.nearest, None, None, invalid)
+        invalid |= invalid_from_mask(values[0], mask.rule)
     return raw, invalid
 
 
@@ -267,12 +279,18 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
     out = np.empty((len(series.dates), len(series.band_names), h, w), dtype)
     for t, group in enumerate(series.by_date()):
         missing = np.ones((h, w), bool)
-        for acq in group:
+        for i, acq in enumerate(group):
+            scale, offset = (np.asarray(v, np.float32) for v in _conversion(series, acq))
+            same = np.array_equal(scale, encoding.scale[t]) and \
+                np.array_equal(offset, encoding.offset[t])
+            if i == 0 and same:  # read in place: no copy, no block-sized temporary
+                _, missing = read_raw_acquisition(series, acq, grid, window, dtype, out[t])
+                if not missing.any():
+                    break
+                continue
             raw, invalid = read_raw_acquisition(series, acq, grid, window, dtype)
             take = missing & ~invalid
-            scale, offset = (np.asarray(v, np.float32) for v in _conversion(series, acq))
-            if not (np.array_equal(scale, encoding.scale[t])
-                    and np.array_equal(offset, encoding.offset[t])):
+            if not same:
                 physical = raw * scale[:, None, None] + offset[:, None, None]
                 stored = (physical - encoding.offset[t][:, None, None]) / \
                     encoding.scale[t][:, None, None]
