@@ -1,0 +1,94 @@
+"""Large write-once files past the page cache (`geoclass.directio`): the same bytes as a
+plain write, on which file systems, and the fallback where direct I/O is refused."""
+
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from geoclass import directio
+
+
+@pytest.fixture
+def small_threshold(monkeypatch):
+    monkeypatch.setattr(directio, "DIRECT_MIN", 1)
+
+
+def _direct_here(path) -> bool:
+    return directio.direct_allowed(path) and hasattr(os, "O_DIRECT")
+
+
+@pytest.mark.parametrize("size", [1, 511, 4095, 4096, 4097, 3 * 4096 + 17, 2**20 + 3])
+def test_the_file_holds_exactly_the_bytes(tmp_path, small_threshold, size):
+    data = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
+    path = tmp_path / "chunk"
+    path.write_bytes(b"x" * (size + 9000))  # replaced whole, not overwritten in place
+    directio.write_file(path, data)
+    assert path.read_bytes() == data
+    assert path.stat().st_size == size
+
+
+def test_a_shorter_file_after_a_longer_one_in_the_same_thread(tmp_path, small_threshold):
+    # the thread's aligned buffer is reused: nothing of the longer file may leak into the next
+    long, short = b"a" * 10000, b"b" * 5000
+    directio.write_file(tmp_path / "long", long)
+    directio.write_file(tmp_path / "short", short)
+    assert (tmp_path / "short").read_bytes() == short
+    assert (tmp_path / "long").read_bytes() == long
+
+
+def test_big_files_on_a_local_disk_take_the_direct_path(tmp_path, monkeypatch):
+    if not _direct_here(tmp_path):
+        pytest.skip("the temporary folder is not on a local disk file system")
+    calls = []
+    real = directio._write_direct
+    monkeypatch.setattr(directio, "_write_direct",
+                        lambda path, data: calls.append(len(data)) or real(path, data))
+    big = os.urandom(directio.DIRECT_MIN + 5)
+    directio.write_file(tmp_path / "big", big)
+    directio.write_file(tmp_path / "small", b"tiny")
+    assert calls == [len(big)]  # the small file went the usual way
+    assert (tmp_path / "big").read_bytes() == big
+    assert (tmp_path / "small").read_bytes() == b"tiny"
+
+
+def test_refused_direct_io_falls_back_to_a_plain_write(tmp_path, small_threshold, monkeypatch):
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this system")
+    monkeypatch.setattr(directio, "direct_allowed", lambda path: True)
+    real_open = os.open
+
+    def refuse_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse_direct)
+    data = os.urandom(10000)
+    directio.write_file(tmp_path / "f", data)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_other_write_errors_are_not_hidden(tmp_path, small_threshold, monkeypatch):
+    monkeypatch.setattr(directio, "direct_allowed", lambda path: True)
+    with pytest.raises(OSError):
+        directio.write_file(tmp_path / "no such folder" / "f", b"x" * 10000)
+
+
+def test_which_file_systems_allow_direct_io(monkeypatch):
+    mounts = (("/data/my disk", "xfs"), ("/data", "nfs4"), ("/dev/shm", "tmpfs"),
+              ("/", "ext4"))
+    monkeypatch.setattr(directio, "_mounts", lambda: mounts)
+    assert directio._fs_type("/work/x") == "ext4"
+    assert directio._fs_type("/data") == "nfs4"
+    assert directio._fs_type("/data/my disk/cubes") == "xfs"
+    assert directio._fs_type("/data/my diskette") == "nfs4"  # a prefix of the name only
+    assert directio._fs_type("/dev/shm/a") == "tmpfs"
+    assert {t for _, t in mounts if t in directio.DIRECT_FS} == {"xfs", "ext4"}
+
+
+def test_mount_points_are_read_with_their_escapes():
+    points = [p for p, _ in directio._mounts()]
+    assert "/" in points or not points  # Linux lists the root; elsewhere nothing
+    assert all("\\040" not in p for p in points)
