@@ -147,6 +147,8 @@ def read_masked_window(
     src_nodata: float | None = None,
     out: np.ndarray | None = None,
     invalid: np.ndarray | None = None,
+    also: float | None = None,
+    valid_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Like `read_window`, and also where the values are valid: (values (n, h, w), valid (h, w)).
 
@@ -155,7 +157,8 @@ def read_masked_window(
     no fill value is ever taken for data. Resampling never mixes nodata into valid pixels.
     `out` (n, h, w): where a file on the grid with bands of the same dtype is read into
     (the values returned are then `out`). `invalid` (h, w) bool: the invalid pixels are
-    added to it instead (valid is then None)."""
+    added to it instead (valid is then None). `also` (another nodata value, the sensor's) and
+    values outside `valid_range` are invalid too, tested while the window is fresh in cache."""
     h, w = int(window.height), int(window.width)
     flagged = np.zeros((h, w), bool) if invalid is None else invalid
     with open_raster(path) as src:
@@ -165,7 +168,8 @@ def read_masked_window(
                 src.dtypes[i - 1] == out.dtype for i in indexes) else None
             values = src.read(indexes, window=window, out=into)
             values = out if into is not None else values
-            flag_values(values, flagged, (nodata,))
+            flag_values(values, flagged, (nodata, also) if also != nodata else (nodata,),
+                        *(valid_range or (None, None)))
         else:
             with WarpedVRT(
                 src,
@@ -180,6 +184,7 @@ def read_masked_window(
                 data = vrt.read([*indexes, vrt.count], window=window)
             values = data[:-1]
             flagged |= data[-1] == 0
+            flag_values(values, flagged, (also,), *(valid_range or (None, None)))
     return values, (~flagged if invalid is None else None)
 
 
@@ -211,11 +216,10 @@ def read_raw_acquisition(
         target = raw[positions[0]:positions[-1] + 1] \
             if positions == list(range(positions[0], positions[-1] + 1)) else None
         values, _ = _read_named(path, series, acq, indexes, grid, window,
-                                Resampling[series.resampling], series.nodata, target, invalid)
+                                Resampling[series.resampling], series.nodata, target, invalid,
+                                series.nodata, series.valid_range)
         if values is not target:
             raw[positions] = values
-    if series.nodata is not None or series.valid_range is not None:
-        flag_values(raw, invalid, (series.nodata,), *(series.valid_range or (None, None)))
     for mask in acq.masks:
         values, _ = _read_named(mask.path, series, acq, [1], grid, window,
                                 Resampling.nearest, None, None, invalid)
