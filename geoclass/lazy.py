@@ -261,19 +261,15 @@ def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> list | None:
     """One small dask array per chunked variable whose blocks write themselves as stored
     chunks, or None when a variable is not stored as it is (xarray then writes them all)."""
     writes = []
+    documents = _stored_metadata(path)
     for name, var in dataset.variables.items():
         if not isinstance(var.data, da.Array):
             continue  # written by xarray with the metadata
-        with fs.open(path / str(name) / ".zarray") as f:
-            spec = storedchunks.chunk_spec(json.load(f))
+        spec = storedchunks.chunk_spec(documents.get(f"{name}/.zarray", {}))
         settings = {**var.encoding, **encoding.get(name, {})}
-        if spec is None or var.dtype != spec.dtype or set(settings) - _PLAIN_ENCODING:
-            return None
-        fill = settings.get("_FillValue")
-        if np.dtype(settings.get("dtype", var.dtype)) != var.dtype or not _unmasked(var, fill):
-            return None
-        if var.ndim == 0 or tuple(var.chunks) != da.core.normalize_chunks(spec.chunks,
-                                                                        var.shape):
+        if set(settings) - _PLAIN_ENCODING or \
+                np.dtype(settings.get("dtype", var.dtype)) != var.dtype or \
+                not _as_stored(var, spec, settings.get("_FillValue")):
             return None
         writes.append(da.map_blocks(_write_block, var.data, where=str(path / str(name)),
                                     spec=spec, chunks=tuple((1,) * len(c) for c in var.chunks),
@@ -300,24 +296,36 @@ def open_zarr(path: Path) -> xr.Dataset:
 def _read_by_chunk(ds: xr.Dataset, path) -> xr.Dataset:
     """`ds` with the dask arrays of its variables that xarray shows as stored (same dtype,
     nothing masked or scaled, blocks = stored chunks) read by `storedchunks.read_chunk`."""
-    with fs.open(path / ".zmetadata") as f:
-        documents = json.load(f).get("metadata", {})
+    documents = _stored_metadata(path)
     replaced = {}
     for name, var in ds.data_vars.items():
         spec = storedchunks.chunk_spec(documents.get(f"{name}/.zarray", {}))
-        if spec is None or var.chunks is None or var.dtype != spec.dtype or var.ndim == 0:
-            continue
-        if {"scale_factor", "add_offset"} & set(var.encoding) or not _unmasked(var):
+        if not _as_stored(var.variable, spec):
             continue
         chunks = da.core.normalize_chunks(spec.chunks, var.shape)
-        if tuple(var.chunks) != chunks:
-            continue
         data = da.map_blocks(_stored_chunk, chunks=chunks, dtype=spec.dtype,
                              meta=np.empty((0,) * var.ndim, spec.dtype),
                              name=f"stored-{name}-{dask.base.tokenize(str(path), spec)}",
                              where=str(path / name), spec=spec)
         replaced[name] = var.copy(data=data)
     return ds.assign(replaced) if replaced else ds
+
+
+def _stored_metadata(path) -> dict:
+    """The consolidated metadata of the zarr store at `path`: every array's documents."""
+    with fs.open(path / ".zmetadata") as f:
+        return json.load(f).get("metadata", {})
+
+
+def _as_stored(var: xr.Variable, spec, fill=None) -> bool:
+    """Whether each block of `var` is one stored chunk of `spec` (a ChunkSpec, or None when
+    storedchunks does not handle the array), with the values as stored: same dtype,
+    nothing scaled, nothing masked (`fill`: the fill value to store, else the encoding's)."""
+    if spec is None or var.chunks is None or var.ndim == 0 or var.dtype != spec.dtype:
+        return False
+    if {"scale_factor", "add_offset"} & set(var.encoding) or not _unmasked(var, fill):
+        return False
+    return tuple(var.chunks) == da.core.normalize_chunks(spec.chunks, var.shape)
 
 
 def _unmasked(var: xr.Variable, fill=None) -> bool:

@@ -124,18 +124,17 @@ def read_window(
     with open_raster(path) as src:
         if _on_grid(src, grid):
             return src.read(indexes, window=window)
-        nodata = src.nodata if src.nodata is not None else None
-        with WarpedVRT(
-            src,
-            crs=grid.crs,
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
-            resampling=resampling,
-            src_nodata=nodata,
-            nodata=nodata if nodata is not None else fill,
-        ) as vrt:
+        nodata = src.nodata
+        with _warped(src, grid, resampling, src_nodata=nodata,
+                     nodata=nodata if nodata is not None else fill) as vrt:
             return vrt.read(indexes, window=window)
+
+
+def _warped(src, grid: TileGrid, resampling: Resampling, **options) -> WarpedVRT:
+    """`src` warped on the fly onto `grid` (GDAL reads and resamples only the windows asked
+    for); `options`: WarpedVRT's nodata and alpha settings."""
+    return WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                     height=grid.height, resampling=resampling, **options)
 
 
 def read_masked_window(
@@ -171,16 +170,7 @@ def read_masked_window(
             flag_values(values, flagged, (nodata, also) if also != nodata else (nodata,),
                         *(valid_range or (None, None)))
         else:
-            with WarpedVRT(
-                src,
-                crs=grid.crs,
-                transform=grid.transform,
-                width=grid.width,
-                height=grid.height,
-                resampling=resampling,
-                src_nodata=nodata,
-                add_alpha=True,
-            ) as vrt:
+            with _warped(src, grid, resampling, src_nodata=nodata, add_alpha=True) as vrt:
                 data = vrt.read([*indexes, vrt.count], window=window)
             values = data[:-1]
             flagged |= data[-1] == 0
