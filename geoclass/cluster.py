@@ -78,6 +78,16 @@ def compute(*collections, label: str = "computing"):
                 "fewer threads per worker") from None
 
 
+def run_everywhere(func) -> None:
+    """`func()` in this process and on every worker of the active client (if any)."""
+    func()
+    try:
+        client = get_client()
+    except ValueError:
+        return
+    client.run(func)
+
+
 @contextmanager
 def _progress(client, futures, label: str):
     """A progress bar of the tasks behind `futures` while the block runs."""

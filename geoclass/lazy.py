@@ -17,9 +17,9 @@ import xarray as xr
 import zarr
 from rasterio.windows import Window
 
-from geoclass import fs, storedchunks
+from geoclass import directio, fs, storedchunks
 from geoclass.atomic import atomic_output
-from geoclass.cluster import compute
+from geoclass.cluster import compute, run_everywhere
 from geoclass.grid import TileGrid
 from geoclass.kernels.rasterize import rasterize_block, shapes_by_window
 
@@ -247,7 +247,12 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
                                 compute=False, encoding=encoding,
                                 storage_options=options, write_empty_chunks=True)
         direct = _chunk_writes(dataset, fs.as_path(tmp), encoding)
-        compute(*direct, label=label) if direct is not None else compute(write, label=label)
+        if direct is None:
+            compute(write, label=label)
+        else:
+            compute(*direct, label=label)
+            # the writers' aligned buffers (directio) are not kept into the next steps
+            run_everywhere(directio.release_buffers)
     return path
 
 

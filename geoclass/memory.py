@@ -60,8 +60,10 @@ class CubeShape:
                     + self.grid_dates * self.bands * 4  # gap-filled
                     + self.features * 8)  # the features and the pixels' table
         return {
-            # the stored observations of the block, one acquisition at a time read
-            "cubes": pixels * (observations * 2 + self.bands * 12 + 8),
+            # the stored observations of the block, one acquisition at a time read, then
+            # its encoded chunk and that chunk's aligned copy for the direct write (each at
+            # most the block's size)
+            "cubes": pixels * (observations * 2 * 3 + self.bands * 12 + 8),
             # a block's features computed from its observations, and the rows taken
             "samples": pixels * features,
             # the features, float64 class sums, the uint16 output

@@ -92,3 +92,30 @@ def test_mount_points_are_read_with_their_escapes():
     points = [p for p, _ in directio._mounts()]
     assert "/" in points or not points  # Linux lists the root; elsewhere nothing
     assert all("\\040" not in p for p in points)
+
+
+def test_buffers_are_dropped_after_a_dataset_is_written(tmp_path, small_threshold):
+    directio.release_buffers()
+    directio.write_file(tmp_path / "a", b"x" * 10000)
+    if not _direct_here(tmp_path):
+        pytest.skip("the temporary folder is not on a local disk file system")
+    assert directio.release_buffers() == 12288  # 10000 bytes in whole 4 KiB blocks
+    assert directio.release_buffers() == 0
+
+
+def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path):
+    import dask.array as da
+    import xarray as xr
+
+    from geoclass import lazy
+    from geoclass.cluster import dask_client
+
+    data = np.random.default_rng(0).integers(0, 2**15, (4, 256, 256), np.int16)
+    ds = xr.Dataset({"obs": (("t", "y", "x"), da.from_array(data, chunks=(4, 128, 128)))})
+    with dask_client(workers=1, threads_per_worker=2, dashboard_address="none") as client:
+        client.run(lambda: setattr(directio, "DIRECT_MIN", 1))
+        lazy.write_dataset(ds, tmp_path / "c.zarr", "writing")
+        workers = client.scheduler_info()["workers"]
+        assert client.run(directio.release_buffers) == dict.fromkeys(workers, 0)
+        back = lazy.open_zarr(tmp_path / "c.zarr")["obs"].values
+    np.testing.assert_array_equal(back, data)
