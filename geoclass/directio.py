@@ -4,9 +4,9 @@ A cube build streams gigabytes that nothing reads back soon. Written through the
 each byte is first copied into freshly allocated cache pages, then written back by the
 kernel's flusher threads, which take CPU from the build. With `O_DIRECT` the disk takes the
 data straight from an aligned buffer. Measured on this project's 2-core VM (ext4, 75 MiB
-chunk files): buffered 0.25-0.33 s a file, direct 0.06 s; the 2048 px cube build went from
-11.5-13.7 s to 8.7-11.3 s (benchmarks/RESULTS.md, issue 13). Neither zarr nor numcodecs
-offers it, hence these few lines.
+chunk files): buffered 0.25-0.33 s a file, direct 0.06 s; the 2048 px cube build on a fresh
+cluster went from 11.6-13.2 s to 9.7-11.4 s (benchmarks/RESULTS.md, issue 13). Neither zarr
+nor numcodecs offers it, hence these few lines.
 
 Direct I/O only where it is known to behave: files of at least `DIRECT_MIN` bytes on a local
 disk file system (`DIRECT_FS`). Network, memory and overlay file systems, remote objects and
