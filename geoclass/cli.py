@@ -213,7 +213,8 @@ def _prepare(args) -> None:
         args.security = import_module("geoclass.config").parse_security(args.security)
     if getattr(args, "config", None) is None:
         return
-    if _forked_workers_wanted(args):
+    early = _forked_workers_wanted(args)
+    if early:
         # the LocalCluster's workers are forked from a process that loads geoclass's task
         # modules (~5.7 s here) while this one validates the configuration, loads the
         # commands and runs the input checks; started after the validation (1.4 s), the
@@ -228,24 +229,32 @@ def _prepare(args) -> None:
     finally:
         quiet.setLevel(level)
     dask = args.loaded.dask
-    if (getattr(args, "scheduler", True) is None and dask.scheduler is None
-            and dask.fork_workers):  # not started above (an iota2 file): now
+    if not early and _local_forked_cluster(args, dask.scheduler, dask.fork_workers):
+        # an iota2 file, known only once converted
         import_module("geoclass.cluster").start_worker_server()
 
 
 def _forked_workers_wanted(args) -> bool:
     """Whether the command may start a LocalCluster of forked workers, by the configuration's
-    YAML as written (before its validation): no --scheduler, no `dask.scheduler`, and
-    `dask.fork_workers` not false. False for what is not a YAML mapping (an iota2 file)."""
-    if getattr(args, "scheduler", True) is not None:
-        return False
+    YAML as written (before its validation). False for what is not a YAML mapping (an iota2
+    file): decided once it is converted."""
+    if not _local_forked_cluster(args, None, True):
+        return False  # not a cluster command, or --scheduler: the YAML is not read
     try:
         raw = import_module("yaml").safe_load(Path(args.config).read_text())
     except Exception:  # noqa: BLE001 - unreadable or not YAML: the validation will say it
         return False
     section = raw.get("dask") if isinstance(raw, dict) else None
     section = section if isinstance(section, dict) else {}
-    return not section.get("scheduler") and section.get("fork_workers", True) is not False
+    return _local_forked_cluster(args, section.get("scheduler"),
+                                 section.get("fork_workers", True))
+
+
+def _local_forked_cluster(args, scheduler, fork_workers) -> bool:
+    """Whether the command's cluster is a LocalCluster of forked workers: a cluster command
+    (it has --scheduler) given none, no `dask.scheduler`, `dask.fork_workers` not false."""
+    return (getattr(args, "scheduler", True) is None and not scheduler
+            and fork_workers is not False)
 
 
 def _first_line(error: BaseException) -> str:

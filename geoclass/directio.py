@@ -102,8 +102,7 @@ def _write_direct(path: Path, data: bytes) -> bool:
     size = len(data)
     padded = -(-size // ALIGN) * ALIGN
     view = _aligned_buffer(padded)
-    view[:size] = data
-    view[size:] = bytes(padded - size)
+    view[:size] = data  # the padding after it is cut off by ftruncate below
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o666)
     except OSError as err:

@@ -251,8 +251,9 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
             compute(write, label=label)
         else:
             compute(*direct, label=label)
-            # the writers' aligned buffers (directio) are not kept into the next steps
-            run_everywhere(directio.release_buffers)
+            if _may_write_direct(dataset, tmp):
+                # the writers' aligned buffers (directio) are not kept into the next steps
+                run_everywhere(directio.release_buffers)
     return path
 
 
@@ -280,6 +281,18 @@ def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> list | None:
                                     spec=spec, chunks=tuple((1,) * len(c) for c in var.chunks),
                                     dtype=np.int64, meta=np.empty((0,) * var.ndim, np.int64)))
     return writes
+
+
+def _may_write_direct(dataset: xr.Dataset, path) -> bool:
+    """Whether a chunk of `dataset` written at `path` may have taken directio's path: a
+    local store whose largest chunk, encoded, may reach `directio.DIRECT_MIN` (blosc and
+    zlib add at most a few hundred bytes to what they cannot compress)."""
+    if fs.is_url(path):
+        return False
+    largest = max((np.prod([max(c) for c in var.chunks]) * var.dtype.itemsize
+                   for var in dataset.variables.values() if isinstance(var.data, da.Array)),
+                  default=0)
+    return largest + directio.ALIGN >= directio.DIRECT_MIN
 
 
 def _write_block(values: np.ndarray, where: str, spec, block_info=None) -> np.ndarray:

@@ -103,7 +103,7 @@ def test_buffers_are_dropped_after_a_dataset_is_written(tmp_path, small_threshol
     assert directio.release_buffers() == 0
 
 
-def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path):
+def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path, small_threshold):
     import dask.array as da
     import xarray as xr
 
@@ -119,3 +119,18 @@ def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path):
         assert client.run(directio.release_buffers) == dict.fromkeys(workers, 0)
         back = lazy.open_zarr(tmp_path / "c.zarr")["obs"].values
     np.testing.assert_array_equal(back, data)
+
+
+def test_buffers_are_released_only_after_writes_that_may_take_the_direct_path(tmp_path):
+    import dask.array as da
+    import xarray as xr
+
+    from geoclass import lazy
+
+    big = (directio.DIRECT_MIN // 2 // 64 // 64) + 1  # int16 chunks of just over DIRECT_MIN
+    cube = xr.Dataset({"obs": (("t", "y", "x"), da.zeros((big, 64, 64), np.int16,
+                                                           chunks=(big, 64, 64)))})
+    small = xr.Dataset({"map": (("y", "x"), da.zeros((512, 512), np.uint8, chunks=256))})
+    assert lazy._may_write_direct(cube, tmp_path / "c.zarr")
+    assert not lazy._may_write_direct(small, tmp_path / "m.zarr")
+    assert not lazy._may_write_direct(cube, "s3://bucket/c.zarr")  # never direct
