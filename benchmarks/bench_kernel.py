@@ -30,6 +30,7 @@ from sklearn.ensemble import RandomForestClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geoclass.kernels import fastforest  # noqa: E402
+from geoclass.kernels.threads import numba_threads  # noqa: E402
 
 
 def load() -> str:
@@ -74,7 +75,7 @@ def candidates(model, forest, pixels, scalar: bool) -> dict:
         as_pixels = fastforest._as_pixels(pixels, forest.n_features)
 
         def run():
-            with fastforest._threads(n_threads):
+            with numba_threads(n_threads):
                 return fastforest._predict(forest, as_pixels, kernel)
         return run
 

@@ -165,3 +165,31 @@ def test_concurrent_calls_from_threads(fitted):
         results = list(pool.map(lambda part: ff.predict_proba(forest, part, n_threads=1), parts))
     for result, reference in zip(results, expected):
         np.testing.assert_array_equal(result, reference)
+
+
+@pytest.mark.parametrize(("n_features", "n_classes"), [(2, 12), (60, 6)])
+def test_pure_leaves_add_their_class_without_their_row(n_features, n_classes):
+    # a leaf of one class carries 1 + its class in its key; the sums stay scikit-learn's,
+    # bit for bit, also where the classes need more bits than the feature indices
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4000, n_features)).astype(np.float32)
+    y = np.digitize(X[:, 0] + 0.3 * X[:, 1], np.linspace(-2, 2, n_classes - 1))
+    noise = rng.random(len(y)) < 0.1
+    y[noise] = rng.integers(0, n_classes, noise.sum())
+    estimator = RandomForestClassifier(10, min_samples_leaf=2, random_state=6)
+    estimator.fit(X[:2000], y[:2000])
+    forest = ff.compile_forest(estimator)
+    assert (1 << forest.shift) > n_classes
+    leaves = forest.nodes[:, 0] < 0
+    tree_of_node = np.repeat(np.arange(forest.n_trees),
+                             np.diff(np.append(forest.roots, len(forest.nodes))))
+    keys = forest.nodes[leaves, 0]
+    rows = forest.leaf_base[tree_of_node[leaves]] + ~(keys >> forest.shift)
+    codes = keys & ((1 << forest.shift) - 1)
+    pure = forest.values.max(axis=1) == 1.0
+    assert 0 < pure.mean() < 1
+    np.testing.assert_array_equal(codes > 0, pure[rows])
+    np.testing.assert_array_equal(codes[codes > 0] - 1, forest.values[rows[codes > 0]].argmax(1))
+    for kernel in ("simd", "scalar"):
+        proba = ff._predict(forest, ff._as_pixels(X[2000:], n_features), kernel)
+        np.testing.assert_array_equal(proba, estimator.predict_proba(X[2000:]))
