@@ -60,7 +60,7 @@ its time (229 against 104 kpx/s with the class sums left out). Reading only the 
 leaves (the OTB anchor stack's forest: 79.5 % of its leaves are pure) gave +20 % (117 -> 141
 kpx/s, 1 thread, its own pixels), and blocks of 512 pixels in 2 vectors instead of 1024 in 4,
 +8 % more with two single-thread calls side by side as on a dask worker (225 -> 245 kpx/s
-each); the 2048 px classify step of that forest went from 19.1 to 11.1 s (RESULTS.md).
+each); the classify step of that forest on the 2000 px stack went from 19.1 to 11.1 s.
 
 Threads: `n_threads` sets numba's thread count for this call only (numba's setting is per
 calling thread), so that dask workers can give each task its share of cores. With numba's
