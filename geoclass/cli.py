@@ -219,7 +219,7 @@ def _prepare(args) -> None:
         # modules (~5.7 s here) while this one validates the configuration, loads the
         # commands and runs the input checks; started after the validation (1.4 s), the
         # first cluster waited ~2 s for it
-        import_module("geoclass.cluster").start_worker_server()
+        import_module("geoclass.workerserver").start_worker_server()
     quiet = logging.getLogger("geoclass.io.iota2.convert")
     level = quiet.level
     if args.command == "check":  # an iota2 file's warnings are printed by the command instead
@@ -231,7 +231,7 @@ def _prepare(args) -> None:
     dask = args.loaded.dask
     if not early and _local_forked_cluster(args, dask.scheduler, dask.fork_workers):
         # an iota2 file, known only once converted
-        import_module("geoclass.cluster").start_worker_server()
+        import_module("geoclass.workerserver").start_worker_server()
 
 
 def _forked_workers_wanted(args) -> bool:

@@ -31,12 +31,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from geoclass.config import DaskOptions, DaskSecurity
 from geoclass.errors import ClusterError
 from geoclass.logs import CONSOLE, current_step
-from geoclass.memory import TASK_MODULES, Watch
-
-try:  # where processes can be forked from a server process (not on Windows)
-    from multiprocessing import forkserver
-except ImportError:  # pragma: no cover
-    forkserver = None
+from geoclass.memory import Watch
+from geoclass.workerserver import start_worker_server, worker_environ
 
 log = logging.getLogger(__name__)
 
@@ -139,42 +135,6 @@ def _show_progress() -> bool:
     if wanted is not None:
         return wanted != "0"
     return sys.stdout.isatty() or "ipykernel" in sys.modules
-
-
-def start_worker_server() -> bool:
-    """Start, once per process, the process the LocalCluster's workers are forked from
-    (multiprocessing's forkserver), and have it import geoclass's task modules and set numba
-    up (kernels.warmup) now, in the background: each worker then starts with them loaded
-    instead of doing it itself (seconds of CPU each). It holds the environment of
-    `worker_environ` (one BLAS thread...), as spawned workers would. Returns False where fork
-    is not available (Windows)."""
-    if forkserver is None or "forkserver" not in multiprocessing.get_all_start_methods():
-        return False
-    environ = {key: str(value) for key, value in worker_environ().items()}
-    saved = {key: os.environ.get(key) for key in environ}
-    os.environ.update(environ)
-    try:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["distributed", *TASK_MODULES, "geoclass.kernels.warmup"])
-        forkserver.ensure_running()  # no-op once running
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return True
-
-
-def worker_environ() -> dict:
-    """dask's environment for new worker processes (one BLAS thread...) without its
-    MALLOC_TRIM_THRESHOLD_: set at all, it turns off glibc's adaptive thresholds, so every
-    block-sized buffer is a fresh mapping whose pages fault in and go back when freed. The
-    cube build of a 2048 px, 24-date tile took 23.9 s with it (17.2 s of them in the
-    kernel), 11.4 s without, for a peak RSS of 1.08 vs 1.19 GB (RESULTS.md, issue 13)."""
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", None) or {})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    return environ
 
 
 class QuickExit(WorkerPlugin):

@@ -26,6 +26,7 @@ import dask
 import psutil
 
 from geoclass.errors import ClusterError
+from geoclass.workerserver import TASK_MODULES
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def worker_limits(client) -> dict[str, dict]:
                              "threads": int(w["nthreads"])} for addr, w in info.items()}
 
 
-TASK_MODULES = ("geoclass.views.maps", "geoclass.views.cube", "geoclass.steps.samples",
-                "geoclass.steps.mosaic")
 
 
 def _footprint() -> int:

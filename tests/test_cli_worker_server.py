@@ -36,3 +36,23 @@ def test_a_scheduler_on_the_command_line_or_no_cluster_option_starts_none(tmp_pa
 def test_an_unreadable_configuration_starts_none(tmp_path):
     args = argparse.Namespace(config=tmp_path / "missing.yaml", scheduler=None)
     assert not cli._forked_workers_wanted(args)
+
+
+def test_the_worker_server_starts_from_light_imports():
+    # the CLI starts it before geoclass.cluster (distributed, pydantic, pandas) is imported,
+    # with dask's environment for workers as `import distributed` would give it
+    import json
+    import subprocess
+    import sys
+
+    from geoclass.workerserver import worker_environ
+
+    code = ("import json, sys, geoclass.workerserver as w; environ = w.worker_environ(); "
+            "print(json.dumps([environ, sorted({'numpy', 'distributed', 'pandas'} "
+            "& set(sys.modules))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    environ, heavy = json.loads(out)
+    assert heavy == []
+    assert environ == worker_environ() and environ.get("OMP_NUM_THREADS") == 1
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ
