@@ -13,6 +13,7 @@ local one with direct I/O: `directio`)."""
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numcodecs
@@ -58,18 +59,38 @@ def read_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...],
     """The stored chunk `index` of the array at `array_path` (local or remote), cut to
     `shape` (edge chunks are stored whole); the fill value where the chunk was not written."""
     key = spec.separator.join(map(str, index))
+    path = fs.as_path(array_path) / key
     try:
-        with fs.open(fs.as_path(array_path) / key) as f:
-            data = f.read()
+        if fs.is_url(path):
+            with fs.open(path) as f:
+                values = _decode(f.read(), spec)
+        else:
+            values = _decode_local(path, spec)
     except FileNotFoundError:
         return np.full(shape, spec.fill_value, spec.dtype)
-    values = _decode(data, spec)
     if values.shape != shape:  # an edge chunk: contiguous, as the kernels expect
         values = np.ascontiguousarray(values[tuple(slice(0, n) for n in shape)])
     return values
 
 
-def _decode(data: bytes, spec: ChunkSpec) -> np.ndarray:
+def _decode_local(path, spec: ChunkSpec) -> np.ndarray:
+    """The chunk file `path` decoded from its pages in the page cache (memory-mapped): no
+    copy of the encoded bytes into a fresh buffer first (on a 156 x 512 x 512 float32 chunk,
+    ~130 MB, that copy and its new pages took about as long as the decode)."""
+    with open(path, "rb") as f:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return _decode(f.read(), spec)
+    with mapped:
+        view = memoryview(mapped)
+        try:
+            return _decode(view, spec)  # never a view of `data`: the mapping closes here
+        finally:
+            view.release()
+
+
+def _decode(data, spec: ChunkSpec) -> np.ndarray:
     if spec.compressor is not None and not spec.filters:  # decoded straight into the array
         out = np.empty(spec.chunks, spec.dtype)
         numcodecs.get_codec(spec.compressor).decode(data, out=out)

@@ -142,3 +142,18 @@ def test_variables_stored_otherwise_are_left_to_xarray(tmp_path, monkeypatch, va
     lazy.write_dataset(dataset, tmp_path / "w.zarr", "w", {"v": {"chunks": (2, 2),
                                                                   **encoding}})
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "w.zarr")["v"].values, variable)
+
+
+def test_local_chunks_are_decoded_from_their_mapped_pages(tmp_path):
+    # the encoded bytes are read through a memory map (no copy into a fresh buffer); the
+    # array returned owns its memory, and an empty chunk file is read without a map
+    spec = storedchunks.ChunkSpec(np.dtype("<f4"), (3, 4), 0.0, ".", None, ())
+    values = np.arange(12, dtype="<f4").reshape(3, 4)
+    (tmp_path / "0.0").write_bytes(values.tobytes())
+    back = storedchunks.read_chunk(tmp_path, spec, (0, 0), (3, 4))
+    np.testing.assert_array_equal(back, values)
+    assert back.flags.owndata and back.flags.writeable
+    (tmp_path / "0.0").unlink()  # nothing of the file is held
+    empty = storedchunks.ChunkSpec(np.dtype("<f4"), (0, 4), 0.0, ".", None, ())
+    (tmp_path / "1.0").write_bytes(b"")
+    assert storedchunks.read_chunk(tmp_path, empty, (1, 0), (0, 4)).shape == (0, 4)
