@@ -85,8 +85,6 @@ def worker_limits(client) -> dict[str, dict]:
                              "threads": int(w["nthreads"])} for addr, w in info.items()}
 
 
-
-
 def _footprint() -> int:
     """This process's resident memory once the modules of geoclass's tasks are imported."""
     for module in TASK_MODULES:

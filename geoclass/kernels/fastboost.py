@@ -51,8 +51,8 @@ softmax / sigmoid per pixel.
   feature row (the block is copied feature-major, 512 pixels), which LLVM vectorises (compare
   and mask 8 pixels at a time with AVX2, no gathers); masks are 32-bit for trees of at most 32
   leaves, 64-bit otherwise.
-- Trees with more leaves are walked as in fastforest: 64 pixels in lockstep with AVX-512/AVX2
-  gathers (fastforest's `_step16`, blocks of 1024 pixels), or by a portable scalar kernel
+- Trees with more leaves are walked as in fastforest: 32 pixels in lockstep with AVX-512/AVX2
+  gathers (fastforest's `_step16`, blocks of 512 pixels), or by a portable scalar kernel
   (used if the SIMD one does not compile or disagrees with it on the first call, for models
   with `flips`, or if GEOCLASS_FASTFOREST_KERNEL=scalar, which also turns the exit kernel off).
 All kernels give the same margins, bit for bit.
@@ -769,7 +769,7 @@ def _add16(typingctx, nodes, cur, values, acc, v, base, shift, row):
 @njit(parallel=True, nogil=True, cache=True)
 def _simd_kernel(nodes, roots, leaf_base, values, tree_class, base, shift, X, transposed,
                  block, vectors, link, scale, out):  # pragma: no cover - compiled
-    """Same result as _scalar_kernel (no flips), 64 pixels in lockstep with vector gathers."""
+    """Same result as _scalar_kernel (no flips), 32 pixels in lockstep with vector gathers."""
     n, n_features = out.shape[0], X.shape[0] if transposed else X.shape[1]
     n_margins, n_trees, lanes = len(base), len(roots), ff._W * vectors
     for b in prange((n + block - 1) // block):

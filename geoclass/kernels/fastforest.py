@@ -26,7 +26,7 @@ first copied into a contiguous float32 buffer). Within a block, trees are walked
 other (tree-major: the tree's nodes stay in L1/L2), by 32 pixels at once: 2 vectors of 16
 lanes, one tree level per step, with AVX-512 gathers for the nodes (one 64-bit gather for key
 and threshold) and the pixel values (LLVM `masked.gather` intrinsics written with llvmlite; on
-CPUs without gathers LLVM emulates them). The 64 lanes walk in lockstep until all reached a leaf;
+CPUs without gathers LLVM emulates them). The 32 lanes walk in lockstep until all reached a leaf;
 then the leaf rows are gathered and their probabilities added, per class, to the block's
 float64 sums. A portable scalar kernel (16 pixels interleaved) is kept as a fallback: it is used
 if the SIMD kernel does not compile or disagrees with it on the first call, or if
@@ -48,8 +48,8 @@ classes, ~4000 nodes and ~14.5 nodes per path per tree); kpx/s on 1 thread, CPU 
   block of 156 features is 640 KB of L2). No better within noise: refilling lanes as they
   reach a leaf (scatter + expand-load; ~14.5 instead of ~20 lane steps per pixel and tree),
   skipping finished vectors, prefetching the leaf rows, a feature-major block.
-- Final (SIMD, 64 lanes, blocks of 1024): 330-380 on 1 thread, 7-8x scikit-learn. On 1 M
-  pixels (bench_kernel.py, wall time), two runs: load ~5: scikit-learn 35 (n_jobs=1) and 40
+- Final on that Xeon (SIMD, 64 lanes, blocks of 1024): 330-380 on 1 thread, 7-8x scikit-learn.
+  On 1 M pixels (bench_kernel.py, wall time), two runs: load ~5: scikit-learn 35 (n_jobs=1) and 40
   (n_jobs=2), this kernel 284 (1 thread) and 185 (2 threads: no idle core then); load ~3:
   scikit-learn 55 and 73, this kernel 311 and 697 (12.7x scikit-learn n_jobs=1, 9.6x
   n_jobs=2). Probabilities bit-identical to scikit-learn n_jobs=1 on all pixels.
