@@ -37,9 +37,15 @@ _LOCK = threading.Lock()
 
 def write_file(path: Path, data: bytes) -> None:
     """Write `data` as the whole content of the local file `path` (created or replaced)."""
-    if len(data) < DIRECT_MIN or not direct_allowed(path) or not _write_direct(path, data):
+    if not takes_direct_path(path, len(data)) or not _write_direct(path, data):
         with open(path, "wb") as f:
             f.write(data)
+
+
+def takes_direct_path(path: Path, size: int) -> bool:
+    """Whether `write_file` writes `size` bytes at the local `path` with O_DIRECT (unless
+    the system refuses it), and so keeps an aligned buffer for the writing thread."""
+    return size >= DIRECT_MIN and direct_allowed(path)
 
 
 def direct_allowed(path: Path) -> bool:

@@ -246,12 +246,13 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
         write = dataset.to_zarr(where, mode="w", consolidated=True, zarr_format=2,
                                 compute=False, encoding=encoding,
                                 storage_options=options, write_empty_chunks=True)
-        direct = _chunk_writes(dataset, fs.as_path(tmp), encoding)
-        if direct is None:
+        chunk_writes = _chunk_writes(dataset, fs.as_path(tmp), encoding)
+        if chunk_writes is None:
             compute(write, label=label)
         else:
-            compute(*direct, label=label)
-            if _may_write_direct(dataset, tmp):
+            writes, buffered = chunk_writes
+            compute(*writes, label=label)
+            if buffered:
                 # the writers' aligned buffers (directio) are not kept into the next steps
                 run_everywhere(directio.release_buffers)
     return path
@@ -263,10 +264,11 @@ _PLAIN_ENCODING = {"chunks", "preferred_chunks", "compressor", "compressors", "f
                    "source", "original_shape"}
 
 
-def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> list | None:
+def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> tuple[list, bool] | None:
     """One small dask array per chunked variable whose blocks write themselves as stored
-    chunks, or None when a variable is not stored as it is (xarray then writes them all)."""
-    writes = []
+    chunks, and whether any of them may write through `directio` (its buffers); or None when
+    a variable is not stored as it is (xarray then writes them all)."""
+    writes, buffered = [], False
     documents = _stored_metadata(path)
     for name, var in dataset.variables.items():
         if not isinstance(var.data, da.Array):
@@ -277,22 +279,11 @@ def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> list | None:
                 np.dtype(settings.get("dtype", var.dtype)) != var.dtype or \
                 not _as_stored(var, spec, settings.get("_FillValue")):
             return None
+        buffered = buffered or storedchunks.may_write_direct(path / str(name), spec)
         writes.append(da.map_blocks(_write_block, var.data, where=str(path / str(name)),
                                     spec=spec, chunks=tuple((1,) * len(c) for c in var.chunks),
                                     dtype=np.int64, meta=np.empty((0,) * var.ndim, np.int64)))
-    return writes
-
-
-def _may_write_direct(dataset: xr.Dataset, path) -> bool:
-    """Whether a chunk of `dataset` written at `path` may have taken directio's path: a
-    local store whose largest chunk, encoded, may reach `directio.DIRECT_MIN` (blosc and
-    zlib add at most a few hundred bytes to what they cannot compress)."""
-    if fs.is_url(path):
-        return False
-    largest = max((np.prod([max(c) for c in var.chunks]) * var.dtype.itemsize
-                   for var in dataset.variables.values() if isinstance(var.data, da.Array)),
-                  default=0)
-    return largest + directio.ALIGN >= directio.DIRECT_MIN
+    return writes, buffered
 
 
 def _write_block(values: np.ndarray, where: str, spec, block_info=None) -> np.ndarray:

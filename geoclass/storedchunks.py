@@ -122,6 +122,16 @@ def write_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...], values: np.
     return len(data)
 
 
+def may_write_direct(array_path, spec: ChunkSpec) -> bool:
+    """Whether `write_chunk` may write a chunk of this array through `directio` (a local
+    array whose chunk, encoded, may reach its size: a codec adds at most a few hundred bytes
+    to what it cannot compress), leaving the writing thread an aligned buffer."""
+    if fs.is_url(array_path):
+        return False
+    encoded = int(np.prod(spec.chunks)) * spec.dtype.itemsize + directio.ALIGN
+    return directio.takes_direct_path(fs.as_path(array_path) / "0", encoded)
+
+
 def _encode(values: np.ndarray, spec: ChunkSpec) -> bytes:
     chunk = values
     for codec in spec.filters:

@@ -122,15 +122,12 @@ def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path, small_threshold)
 
 
 def test_buffers_are_released_only_after_writes_that_may_take_the_direct_path(tmp_path):
-    import dask.array as da
-    import xarray as xr
-
-    from geoclass import lazy
+    from geoclass import storedchunks
 
     big = (directio.DIRECT_MIN // 2 // 64 // 64) + 1  # int16 chunks of just over DIRECT_MIN
-    cube = xr.Dataset({"obs": (("t", "y", "x"), da.zeros((big, 64, 64), np.int16,
-                                                           chunks=(big, 64, 64)))})
-    small = xr.Dataset({"map": (("y", "x"), da.zeros((512, 512), np.uint8, chunks=256))})
-    assert lazy._may_write_direct(cube, tmp_path / "c.zarr")
-    assert not lazy._may_write_direct(small, tmp_path / "m.zarr")
-    assert not lazy._may_write_direct(cube, "s3://bucket/c.zarr")  # never direct
+    cube = storedchunks.ChunkSpec(np.dtype("<i2"), (big, 64, 64), 0, ".", None, ())
+    small = storedchunks.ChunkSpec(np.dtype("u1"), (256, 256), 0, ".", None, ())
+    assert storedchunks.may_write_direct(tmp_path / "c.zarr" / "obs", cube) is \
+        _direct_here(tmp_path)
+    assert not storedchunks.may_write_direct(tmp_path / "m.zarr" / "map", small)
+    assert not storedchunks.may_write_direct("s3://bucket/c.zarr/obs", cube)  # never direct
