@@ -156,3 +156,16 @@ def test_real_landsat8_n2a_crops_become_the_same_cube_form(tmp_path):
 def test_missing_tile_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no folder for tile T99XXX"):
         read_landsat8_old(tmp_path, "T99XXX")
+
+
+def test_a_cube_stored_with_another_codec_is_not_taken_as_current(scene, monkeypatch):
+    import numcodecs
+
+    from geoclass.steps import cube as cube_step
+
+    config = load_config(scene)
+    _, stamps = cube_step._stamps(config)
+    assert cube_step._stamps(config)[1] == stamps  # the same inputs give the same stamps
+    monkeypatch.setattr(cube_step, "COMPRESSOR", numcodecs.Blosc(cname="zstd", clevel=1))
+    changed = cube_step._stamps(config)[1]
+    assert changed.keys() == stamps.keys() and all(changed[t] != stamps[t] for t in stamps)

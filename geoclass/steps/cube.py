@@ -27,6 +27,7 @@ COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITS
 def cube_settings(config: Config, dates) -> dict:
     return {
         "format": CUBE_FORMAT,
+        "compressor": COMPRESSOR.get_config(),  # another codec rebuilds the cube
         "sections": config.section_hash("sensors", "features", "user_feat", "series", "stac"),
         "proj": config.chain.proj,
         "chunk": config.dask.chunk_size,
