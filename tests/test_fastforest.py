@@ -193,3 +193,18 @@ def test_pure_leaves_add_their_class_without_their_row(n_features, n_classes):
     for kernel in ("simd", "scalar"):
         proba = ff._predict(forest, ff._as_pixels(X[2000:], n_features), kernel)
         np.testing.assert_array_equal(proba, estimator.predict_proba(X[2000:]))
+
+
+def test_avx2_gathers_are_asked_for_only_on_avx2_cpus_without_avx512(monkeypatch):
+    from llvmlite import binding
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_NAME", None)
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    for features, expected in (({"avx2": True, "avx512f": False}, True),
+                               ({"avx2": True, "avx512f": True}, False),
+                               ({"avx2": False}, False), ({"neon": True}, False)):
+        monkeypatch.setattr(binding, "get_host_cpu_features", lambda f=features: f)
+        assert ff._avx2_gathers() is expected
+    monkeypatch.setattr(config, "CPU_NAME", "generic")  # a portable target: LLVM's own gathers
+    assert ff._avx2_gathers() is False

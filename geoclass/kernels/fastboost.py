@@ -50,7 +50,11 @@ softmax / sigmoid per pixel.
   Every internal node is tested on every pixel, but as a loop over the block's pixels on one
   feature row (the block is copied feature-major, 512 pixels), which LLVM vectorises (compare
   and mask 8 pixels at a time with AVX2, no gathers); masks are 32-bit for trees of at most 32
-  leaves, 64-bit otherwise.
+  leaves, 64-bit otherwise. The exit leaves' values are then added 16 pixels at a time
+  (`_exit_add16`: vector count of trailing zeros, gather, add), which LLVM does not vectorise
+  from the scalar loop: on Zen 3 that loop took two thirds of the kernel's time, and the
+  kernel went from 530 to 800 kpx/s (default model on the OTB anchor stack, two
+  single-thread calls side by side).
 - Trees with more leaves are walked as in fastforest: 32 pixels in lockstep with AVX-512/AVX2
   gathers (fastforest's `_step16`, blocks of 512 pixels), or by a portable scalar kernel
   (used if the SIMD one does not compile or disagrees with it on the first call, for models
@@ -698,22 +702,55 @@ def _exit_kernel(feature, threshold, flags, keep, keep32, node_base, leaf_base, 
             acc[k * size:(k + 1) * size] = base[k]
         left32 = np.empty(size, np.uint32)
         left64 = np.empty(size, np.uint64)
+        vectors = size - size % ff._W  # pixels added 16 at a time, the others one by one
         for t in range(n_trees):
             first, row = leaf_base[t], tree_class[t] * size
             if leaf_base[t + 1] - first <= 32:
                 _exit_leaves(left32, ONES32, keep32, xt, feature, threshold, flags,
                              node_base[t], node_base[t + 1], size)
-                for j in range(size):
+                for j in range(0, vectors, ff._W):
+                    _exit_add16(acc, values, left32, j, first, row)
+                for j in range(vectors, size):
                     acc[row + j] += values[first + trailing_zeros(left32[j])]
             else:
                 _exit_leaves(left64, ONES64, keep, xt, feature, threshold, flags,
                              node_base[t], node_base[t + 1], size)
-                for j in range(size):
+                for j in range(0, vectors, ff._W):
+                    _exit_add16(acc, values, left64, j, first, row)
+                for j in range(vectors, size):
                     acc[row + j] += values[first + trailing_zeros(left64[j])]
         _finish(acc, size, size, start, link, scale, out)
 
 
 _exit_kernel = ByThreads(_exit_kernel)
+
+
+def _exit_add_codegen(context, builder, signature, args):
+    """acc[row + j + lane] += values[first + lowest set bit of left[j + lane]]."""
+    acc, values, left, j, first, row = ff._unpack(context, builder, signature, args, 3)
+    ty = ff._F32 if signature.args[1].dtype == types.float32 else ff._F64
+    mask_ty = ir.IntType(signature.args[2].dtype.bitwidth)
+    masks = ff._vload(builder, left, j, mask_ty)
+    name = f"llvm.cttz.v{ff._W}i{mask_ty.width}"
+    cttz = builder.module.globals.get(name) or ir.Function(
+        builder.module, ir.FunctionType(masks.type, [masks.type, ff._I1]), name)
+    exits = builder.call(cttz, [masks, ir.Constant(ff._I1, 1)])  # never 0: one leaf is left
+    if mask_ty.width > 32:
+        exits = builder.trunc(exits, ff._vec(ff._I32))
+    value = ff._gather(builder, values, builder.add(exits, ff._splat(builder, first)),
+                       ff._BYTES[ty], ty)
+    target = builder.add(row, j)
+    ff._vstore(builder, builder.fadd(ff._vload(builder, acc, target, ty), value), acc, target,
+               ty)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _exit_add16(typingctx, acc, values, left, j, first, row):
+    """Add the values of the exit leaves of pixels j..j+15 (their leaf bits `left`, the tree's
+    first leaf `first`) to acc[row + j + lane]: the scalar loop vectorised (LLVM does not:
+    the count of trailing zeros and the table lookup; 1.45x the exit kernel on Zen 3)."""
+    return types.void(acc, values, left, j, first, row), _exit_add_codegen
 
 
 @njit(inline="always")

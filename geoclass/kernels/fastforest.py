@@ -26,11 +26,12 @@ first copied into a contiguous float32 buffer). Within a block, trees are walked
 other (tree-major: the tree's nodes stay in L1/L2), by 32 pixels at once: 2 vectors of 16
 lanes, one tree level per step, with AVX-512 gathers for the nodes (one 64-bit gather for key
 and threshold) and the pixel values (LLVM `masked.gather` intrinsics written with llvmlite; on
-CPUs without gathers LLVM emulates them). The 32 lanes walk in lockstep until all reached a leaf;
-then the leaf rows are gathered and their probabilities added, per class, to the block's
-float64 sums. A portable scalar kernel (16 pixels interleaved) is kept as a fallback: it is used
-if the SIMD kernel does not compile or disagrees with it on the first call, or if
-GEOCLASS_FASTFOREST_KERNEL=scalar.
+CPUs without gathers LLVM emulates them, and on AVX2 CPUs without AVX-512, where LLVM emulates
+them too, the AVX2 gather instructions are asked for by name: `AVX2_GATHERS`). The 32 lanes
+walk in lockstep until all reached a leaf; then the leaf rows are gathered and their
+probabilities added, per class, to the block's float64 sums. A portable scalar kernel (16
+pixels interleaved) is kept as a fallback: it is used if the SIMD kernel does not compile or
+disagrees with it on the first call, or if GEOCLASS_FASTFOREST_KERNEL=scalar.
 
 Measured on the 2-core dev machine (Xeon with AVX-512, 48 KiB L1d and 2 MiB L2 per core),
 busy with other jobs (load 2 to 6), so only ratios within one run count; forest of
@@ -61,6 +62,10 @@ leaves (the OTB anchor stack's forest: 79.5 % of its leaves are pure) gave +20 %
 kpx/s, 1 thread, its own pixels), and blocks of 512 pixels in 2 vectors instead of 1024 in 4,
 +8 % more with two single-thread calls side by side as on a dask worker (225 -> 245 kpx/s
 each); the classify step of that forest on the 2000 px stack went from 19.1 to 11.1 s.
+
+On the AMD EPYC (Zen 3, AVX2, 512 KiB L2 per core) VM of 2026-12-01 LLVM emitted no gather
+instruction (scalar loads instead); the AVX2 gathers by name gave 344-406 against 207-266
+kpx/s (two single-thread calls side by side, OTB anchor forest, five runs alternated).
 
 Threads: `n_threads` sets numba's thread count for this call only (numba's setting is per
 calling thread), so that dask workers can give each task its share of cores. With numba's
@@ -417,8 +422,38 @@ def _vpointer(builder, pointer, offset, ty):
     return builder.bitcast(builder.gep(pointer, [offset]), _vec(ty).as_pointer())
 
 
+def _avx2_gathers() -> bool:
+    """Whether numba compiles for a CPU with AVX2 but without AVX-512 (e.g. AMD Zen 3), on
+    which LLVM turns `llvm.masked.gather` into scalar loads (it judges the gathers slow):
+    there the AVX2 gather instructions are asked for by name, which on the OTB anchor forest
+    made the kernel 1.35-1.55x faster (two single-thread calls side by side, RESULTS.md issue
+    18, sixth session). False when NUMBA_CPU_NAME / NUMBA_CPU_FEATURES choose another
+    target (e.g. a portable cache)."""
+    from numba.core import config
+
+    if config.CPU_NAME or config.CPU_FEATURES:
+        return False
+    from llvmlite import binding
+
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:  # no feature list on this platform
+        return False
+    return bool(features.get("avx2")) and not features.get("avx512f")
+
+
+AVX2_GATHERS = _avx2_gathers()
+# (intrinsic, lanes, lane mask type) of the AVX2 gathers with 32-bit indices, per element type
+_AVX2_GATHER = {_I64: ("llvm.x86.avx2.gather.d.q.256", 4, _I64),
+                _F64: ("llvm.x86.avx2.gather.d.pd.256", 4, _I64),
+                _F32: ("llvm.x86.avx2.gather.d.ps.256", 8, _I32),
+                _I32: ("llvm.x86.avx2.gather.d.d.256", 8, _I32)}
+
+
 def _gather(builder, base, index, scale: int, ty, mask=None):
     """base[index * scale bytes] for the 16 int32 indices (masked-off lanes: 0)."""
+    if AVX2_GATHERS:
+        return _avx2_gather(builder, base, index, scale, ty, mask)
     address = builder.add(builder.mul(builder.sext(index, _vec(_I64)),
                                       _splat(builder, ir.Constant(_I64, scale))),
                           _splat(builder, builder.ptrtoint(base, _I64)))
@@ -429,6 +464,31 @@ def _gather(builder, base, index, scale: int, ty, mask=None):
     function = builder.module.globals.get(name) or ir.Function(builder.module, signature, name)
     return builder.call(function, [pointers, ir.Constant(_I32, _BYTES[ty]), mask,
                                    ir.Constant(_vec(ty), None)])
+
+
+def _avx2_gather(builder, base, index, scale: int, ty, mask=None):
+    """`_gather` by AVX2 gather instructions, 4 or 8 lanes each, joined into 16 lanes."""
+    name, lanes, mask_ty = _AVX2_GATHER[ty]
+    part_ty = ir.VectorType(ty, lanes)
+    signature = ir.FunctionType(part_ty, [part_ty, ir.IntType(8).as_pointer(),
+                                          ir.VectorType(_I32, lanes), part_ty, ir.IntType(8)])
+    function = builder.module.globals.get(name) or ir.Function(builder.module, signature, name)
+    wide_mask = None if mask is None else builder.sext(mask, _vec(mask_ty))  # sign bit: load
+    pointer = builder.bitcast(base, ir.IntType(8).as_pointer())
+    parts = []
+    for first in range(0, _W, lanes):
+        pick = ir.Constant(ir.VectorType(_I32, lanes), list(range(first, first + lanes)))
+        part_mask = (ir.Constant(ir.VectorType(mask_ty, lanes), [-1] * lanes) if mask is None
+                     else builder.shuffle_vector(wide_mask, wide_mask, pick))
+        parts.append(builder.call(function, [
+            ir.Constant(part_ty, None), pointer, builder.shuffle_vector(index, index, pick),
+            builder.bitcast(part_mask, part_ty), ir.Constant(ir.IntType(8), scale)]))
+    while len(parts) > 1:  # join pairs: 4 + 4 -> 8, 8 + 8 -> 16
+        width = 2 * parts[0].type.count
+        join = ir.Constant(ir.VectorType(_I32, width), list(range(width)))
+        parts = [builder.shuffle_vector(parts[i], parts[i + 1], join)
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def _unpack(context, builder, signature, args, n_arrays: int):
