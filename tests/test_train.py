@@ -120,3 +120,48 @@ def test_lightgbm_parameters_are_checked_before_any_fit():
         "models.params: Check failed: (num_leaves) > (1)"]
     assert classifier_problems(Models(params={"colsample_bytree": 2})) == [
         "models.params: Check failed: (feature_fraction) <= (1.0)"]
+
+
+def test_models_are_saved_with_their_fast_predictor(tmp_path, monkeypatch):
+    """The compiled predictor is saved with the model and loaded as it is; one made by
+    another layout of the kernels is compiled again; fast=False drops it."""
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from geoclass.kernels import fastboost, fastforest
+    from geoclass.models import trained
+
+    X, y = make_classification(400, 8, n_classes=3, n_informative=5, random_state=0)
+    X = X.astype(np.float32)
+    forest = RandomForestClassifier(10, random_state=0).fit(X, y)
+    lgbm = pytest.importorskip("lightgbm").LGBMClassifier(
+        n_estimators=10, num_leaves=7, verbose=-1).fit(X, y)
+    paths = {}
+    for name, estimator in (("rf", forest), ("lgbm", lgbm)):
+        paths[name] = tmp_path / f"{name}.joblib"
+        trained.save_model(trained.TrainedModel(estimator, [f"f{i}" for i in range(8)],
+                                                [0, 1, 2], 1, 0, "hash"), paths[name])
+
+    def no_compile(*_):
+        raise AssertionError("compiled again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fastforest, "compile_forest", no_compile)
+        patch.setattr(fastboost, "compile_boosting", no_compile)
+        rf, boost = load_model(paths["rf"]), load_model(paths["lgbm"])
+    assert isinstance(rf.compiled, fastforest.CompiledForest)
+    assert isinstance(boost.compiled, fastboost.CompiledBoosting)
+    np.testing.assert_array_equal(fastforest.predict_proba(rf.compiled, X),
+                                  forest.predict_proba(X))
+    assert np.abs(fastboost.predict_proba(boost.compiled, X) - lgbm.predict_proba(X)).max() \
+        < 1e-6
+    assert load_model(paths["rf"], fast=False).compiled is None
+    monkeypatch.setattr(trained, "COMPILED_FORMAT", (-1, -1))  # kernels of another layout
+    compiled = []
+    real = fastforest.compile_forest
+    monkeypatch.setattr(fastforest, "compile_forest",
+                        lambda estimator: compiled.append(1) or real(estimator))
+    again = load_model(paths["rf"])
+    assert compiled == [1] and again.compiled_format == (-1, -1)
+    np.testing.assert_array_equal(fastforest.predict_proba(again.compiled, X),
+                                  forest.predict_proba(X))

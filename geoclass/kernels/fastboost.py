@@ -88,6 +88,7 @@ from geoclass.kernels.threads import ByThreads, numba_threads
 
 log = logging.getLogger(__name__)
 
+FORMAT = 1  # of CompiledBoosting: bump when its fields or encoding change (saved models)
 BLOCK = ff.BLOCK  # pixels per parallel task of the walking kernels
 EXIT_BLOCK = 512  # pixels per parallel task of the exit-leaf kernel
 EXIT_LEAVES = 64  # most leaves per tree for the exit-leaf kernel

@@ -93,6 +93,7 @@ from geoclass.kernels.threads import ByThreads, numba_threads
 
 log = logging.getLogger(__name__)
 
+FORMAT = 1  # of CompiledForest: bump when its fields or encoding change (saved models)
 BLOCK = 512  # pixels per parallel task
 VECTORS = 2  # SIMD vectors of 16 lanes walking a tree together
 SCALAR_LANES = 16  # pixels walking a tree together in the scalar kernel

@@ -1,11 +1,14 @@
 """A fitted model and what it was fitted on, saved with its SHA-256 and loaded only when the
 file still has it (a model file runs code when unpickled: one replaced in the output folder is
-refused, never loaded). At load, forests and gradient boosting are compiled once into their
-fast predictors (kernels.fastforest, kernels.fastboost)."""
+refused, never loaded). Forests and gradient boosting are saved with their compiled fast
+predictors (kernels.fastforest, kernels.fastboost): a worker loads them as they are, instead of
+compiling them again (1.2 s for the default LightGBM model of the OTB anchor stack, in each
+worker thread that loaded it at once); one compiled by another layout is compiled again."""
 
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +20,13 @@ from geoclass.errors import InputError
 from geoclass.kernels import fastboost, fastforest
 from geoclass.store import RunStore, sha256_of
 
+COMPILED_FORMAT = (fastforest.FORMAT, fastboost.FORMAT)
+
 
 @dataclass
 class TrainedModel:
-    """A fitted estimator and what it was fitted on; `compiled`: its fast predictor, set at
-    load (not saved)."""
+    """A fitted estimator and what it was fitted on; `compiled`: its fast predictor (saved
+    with it), made by the kernels' layouts `compiled_format`."""
 
     estimator: object
     features: list[str]
@@ -32,6 +37,7 @@ class TrainedModel:
     versions: dict[str, str] = field(default_factory=dict)
     search: dict | None = None
     compiled: object = field(default=None, compare=False, repr=False)
+    compiled_format: tuple | None = field(default=None, compare=False, repr=False)
 
     def check_features(self, names: list[str], source: str = "the cube") -> None:
         """Raise a clear error if `names` are not the features the model was trained on."""
@@ -43,15 +49,19 @@ class TrainedModel:
                               "retrain it (geoclass train --force)"])
 
     def compile(self) -> TrainedModel:
-        """Set `compiled`: the estimator's fast predictor, if it has one."""
-        self.compiled = (fastforest.compile_forest(self.estimator)
-                         or fastboost.compile_boosting(self.estimator))
+        """Set `compiled`: the estimator's fast predictor, if it has one (kept if it was
+        made by the kernels' present layouts)."""
+        if self.compiled_format != COMPILED_FORMAT:
+            self.compiled = (fastforest.compile_forest(self.estimator)
+                             or fastboost.compile_boosting(self.estimator))
+            self.compiled_format = COMPILED_FORMAT
         return self
 
 
 def save_model(model: TrainedModel, path: Path) -> str:
-    """Save a model atomically; returns the file's SHA-256 (for the manifest)."""
-    model.compiled = None
+    """Save a model atomically, with its fast predictor; returns the file's SHA-256 (for the
+    manifest)."""
+    model.compile()
     # joblib (pickle) runs code when loading, hence the SHA-256 check in load_model. skops
     # (no code at load, an allow-list of types) was tried: it carries scikit-learn's
     # estimators (forests, SVM pipelines, histogram boosting: same probabilities) and this
@@ -81,7 +91,10 @@ def load_model(path: str | Path, sha256: str | None = None, fast: bool = True) -
         model = joblib.load(f)
     if not isinstance(model, TrainedModel):
         raise InputError([f"{path}: not a geoclass model"])
-    return model.compile() if fast else model
+    if fast:
+        return model.compile()
+    model.compiled = model.compiled_format = None
+    return model
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,6 +102,11 @@ def _cached(path: str, stamp: int, sha256: str | None, fast: bool) -> TrainedMod
     return load_model(path, sha256, fast)
 
 
+_LOADING = threading.Lock()
+
+
 def cached_model(path: str, sha256: str | None = None, fast: bool = True) -> TrainedModel:
-    """A model loaded once per worker process (by path, modification time and hash)."""
-    return _cached(str(path), fs.mtime_ns(path), sha256, fast)
+    """A model loaded once per worker process (by path, modification time and hash), by one
+    thread: the worker's other threads wait for it instead of loading it too."""
+    with _LOADING:
+        return _cached(str(path), fs.mtime_ns(path), sha256, fast)
