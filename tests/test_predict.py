@@ -59,6 +59,31 @@ def test_ties_go_to_the_first_class():
     assert (out[0] == 1).all() and (out[1] == 50).all()
 
 
+@pytest.mark.parametrize("infinite", [False, True])
+def test_a_block_of_one_region_gives_the_weighted_mean_s_codes(infinite):
+    """The shortcut of a block whose valid pixels are all of one region (its model's
+    probabilities, encoded in one pass) gives, bit for bit, what the weighted mean of the
+    general path gives (weights of 1), with a model that knows only some of the classes."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = rng.choice([20, 30, 50], 300)
+    model = TrainedModel(ExtraTreesClassifier(5, random_state=0).fit(x, y), list("abcd"),
+                         [20, 30, 50], 1, 0, "h")
+    features = rng.normal(size=(4, 37, 41)).astype(np.float32)
+    if infinite:
+        features[1, :5, :7] = np.nan
+        features[3, 30:, 40] = -np.inf
+    regions = np.ones((37, 41), int)
+    classes = [10, 20, 30, 40, 50]
+    fast = predict_block(features, regions, {1: model}, classes)
+    general = predict_block(features, regions, {1: model}, classes,
+                            {1: np.ones((37, 41))})
+    np.testing.assert_array_equal(fast, general)
+    valid = np.isfinite(features).all(axis=0)
+    assert (fast[0][valid] > 0).all() and (fast[:, ~valid] == 0).all()
+    assert set(np.unique(fast[0][valid])) <= {20, 30, 50} and (fast[[2, 5]] == 0).all()
+
+
 @pytest.mark.parametrize("fusion", [None, fusion_options(20.0, 20.0, 0.0, 10.0)])
 def test_strips_of_rows_give_the_block_s_prediction(fusion):
     """Features made and predicted strip by strip of rows (the observation cube's path):

@@ -5,6 +5,7 @@ class, the confidence and the class probabilities. Models are any objects with a
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from geoclass.kernels import fastboost, fastforest
@@ -33,7 +34,8 @@ def predict_block(
     listed first in `classes`."""
     n_classes, (n_features, height, width) = len(classes), features.shape
     out = np.zeros((2 + n_classes, height, width), np.uint16)
-    own = np.where(np.isfinite(features).all(axis=0), regions, 0)
+    own = np.where(_all_finite(features.reshape(n_features, -1)).reshape(height, width),
+                   regions, 0)
     target = np.isin(own, list(models))
     if not target.any():
         return out
@@ -42,6 +44,39 @@ def predict_block(
     else:
         own, pixels = own[target], features[:, target].T
     position = {code: i for i, code in enumerate(classes)}
+    proba = _own_model_proba(own, pixels, models, position) if weights is None else None
+    if proba is None:
+        proba = _weighted_proba(own, pixels, models, position, weights, target)
+    codes = out.reshape(2 + n_classes, -1) if target.all() else \
+        np.empty((2 + n_classes, len(own)), np.uint16)
+    _encode(proba, np.asarray(classes, np.int64), codes)
+    if not target.all():
+        out[:, target] = codes
+    return out
+
+
+def _own_model_proba(own: np.ndarray, pixels: np.ndarray, models: dict, position: dict
+                     ) -> np.ndarray | None:
+    """The probabilities (n, C) of pixels that are all of one region: its model's, in the
+    order of `position`, as the weighted mean would give them (weights 1: exact); None if
+    the pixels are of several regions."""
+    region = int(own[0])
+    if not (own == region).all():
+        return None
+    model = models[region]
+    columns = [position[int(c)] for c in model.estimator.classes_]
+    proba = np.asarray(model_proba(model, pixels), np.float64)
+    if columns == list(range(len(position))):
+        return proba
+    full = np.zeros((len(own), len(position)), np.float64)
+    full[:, columns] = proba
+    return full
+
+
+def _weighted_proba(own, pixels, models, position, weights, target) -> np.ndarray:
+    """The probabilities (n, C) of pixels: the weighted mean of their models' (see
+    predict_block)."""
+    n_classes = len(position)
     total = np.zeros((len(own), n_classes), np.float64)
     weight_sum = np.zeros(len(own), np.float64)
     for region in sorted(models):
@@ -61,12 +96,35 @@ def predict_block(
         proba = model_proba(model, pixels[chosen])
         total[np.ix_(chosen, columns)] += weight[chosen, None] * proba
         weight_sum[chosen] += weight[chosen]
-    proba = total / weight_sum[:, None]
-    best = proba.argmax(axis=1)  # first maximum: the documented tie-break
-    out[0][target] = np.asarray(classes)[best]
-    out[1][target] = np.rint(proba.max(axis=1) * 100).astype(np.uint16)
-    out[2:, target] = np.rint(proba.T * 1000).astype(np.uint16)
-    return out
+    return total / weight_sum[:, None]
+
+
+@njit(nogil=True, cache=True)
+def _all_finite(features):  # pragma: no cover - compiled
+    """Whether each pixel of (F, n) features is finite in every feature (numpy's
+    `isfinite(...).all(axis=0)` without its (F, n) boolean array)."""
+    ok = np.ones(features.shape[1], np.bool_)
+    for f in range(features.shape[0]):
+        row = features[f]
+        for j in range(features.shape[1]):
+            ok[j] &= np.abs(row[j]) < np.inf
+    return ok
+
+
+@njit(nogil=True, cache=True)
+def _encode(proba, classes, codes):  # pragma: no cover - compiled
+    """codes[:, j] of pixel j from its probabilities proba[j]: the class of the first
+    highest one, 100 x that probability and 1000 x each, rounded half to even (as np.rint);
+    one pass instead of numpy's temporaries (0.15 s of each 512 x 512 block)."""
+    for j in range(proba.shape[0]):
+        best = 0
+        for k in range(1, proba.shape[1]):
+            if proba[j, k] > proba[j, best]:
+                best = k
+        codes[0, j] = classes[best]
+        codes[1, j] = np.uint16(np.rint(proba[j, best] * 100))
+        for k in range(proba.shape[1]):
+            codes[2 + k, j] = np.uint16(np.rint(proba[j, k] * 1000))
 
 
 def model_proba(model, pixels: np.ndarray) -> np.ndarray:
