@@ -82,8 +82,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import sklearn
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import config as numba_config
 from numba.extending import intrinsic
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
@@ -430,14 +432,10 @@ def _avx2_gathers() -> bool:
     made the kernel 1.35-1.55x faster (two single-thread calls side by side, RESULTS.md issue
     18, sixth session). False when NUMBA_CPU_NAME / NUMBA_CPU_FEATURES choose another
     target (e.g. a portable cache)."""
-    from numba.core import config
-
-    if config.CPU_NAME or config.CPU_FEATURES:
+    if numba_config.CPU_NAME or numba_config.CPU_FEATURES:
         return False
-    from llvmlite import binding
-
     try:
-        features = binding.get_host_cpu_features()
+        features = llvm_binding.get_host_cpu_features()
     except RuntimeError:  # no feature list on this platform
         return False
     return bool(features.get("avx2")) and not features.get("avx512f")
