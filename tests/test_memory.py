@@ -115,10 +115,22 @@ def test_a_cluster_that_cannot_progress_stops_with_a_message():
             dask.config.set({"geoclass.stall-timeout": 4}):
         held = client.submit(hold, 780 * 10**6)
         held.result()
+        _wait_until_paused(client)  # else the next task may run before the pause comes
         start = time.monotonic()
         with pytest.raises(ClusterError, match="every dask worker has been paused for 4 s"):
             compute(dask.delayed(small)(1, held), label="a task behind a paused worker")
         assert time.monotonic() - start < 90
+
+
+def _wait_until_paused(client, timeout: float = 60) -> None:
+    """Wait until dask's memory monitor has paused every worker of `client`'s cluster."""
+    def statuses(dask_scheduler):
+        return [ws.status.name for ws in dask_scheduler.workers.values()]
+
+    deadline = time.monotonic() + timeout
+    while set(client.run_on_scheduler(statuses)) != {"paused"}:
+        assert time.monotonic() < deadline, "the worker was never paused"
+        time.sleep(0.1)
 
 
 def test_a_task_that_kills_its_workers_is_one_message():
