@@ -6,6 +6,7 @@ compute with the functions below; `cluster.compute` runs it."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from rasterio.windows import Window
 from geoclass import directio, fs, storedchunks
 from geoclass.atomic import atomic_output
 from geoclass.cluster import compute, run_everywhere
+from geoclass.errors import ClusterError
 from geoclass.grid import TileGrid
 from geoclass.kernels.rasterize import rasterize_block, shapes_by_window
 
@@ -250,12 +252,32 @@ def write_dataset(dataset: xr.Dataset, path: Path, label: str,
         if chunk_writes is None:
             compute(write, label=label)
         else:
-            writes, buffered = chunk_writes
-            compute(*writes, label=label)
-            if buffered:
-                # the writers' aligned buffers (directio) are not kept into the next steps
-                run_everywhere(directio.release_buffers)
+            _write_chunks(*chunk_writes, root=fs.as_path(tmp), label=label)
     return path
+
+
+def _write_chunks(writes: list, arrays: list, root, label: str) -> None:
+    """Compute the blocks that write themselves as stored chunks; a local dataset's chunks
+    are written behind (`directio`): it is complete once every process's writes are, with
+    every chunk file as long as its task wrote."""
+    if fs.is_url(root):
+        compute(*writes, label=label)
+        return
+    try:
+        sizes = compute(*writes, label=label)
+    except BaseException:
+        # nothing is left writing into the folder that is about to be removed
+        run_everywhere(functools.partial(directio.settle, str(root), raise_errors=False))
+        raise
+    # every process's writes done, the first failure raised; the writers' aligned buffers
+    # (directio) are not kept into the next steps
+    run_everywhere(functools.partial(directio.settle, str(root)))
+    short = [c for (where, spec), written in zip(arrays, sizes)
+             for c in storedchunks.short_chunks(where, spec, written)]
+    if short:
+        raise ClusterError(f"{len(short)} stored chunks were not written whole (first: "
+                           f"{short[0]}): a dask worker was lost while writing them; run "
+                           "the step again")
 
 
 # encoding keys that leave the stored values as the array holds them
@@ -264,12 +286,13 @@ _PLAIN_ENCODING = {"chunks", "preferred_chunks", "compressor", "compressors", "f
                    "source", "original_shape"}
 
 
-def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> tuple[list, bool] | None:
+def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> tuple[list, list] | None:
     """One small dask array per chunked variable whose blocks write themselves as stored
-    chunks, and whether any of them may write through `directio` (its buffers); or None when
-    a variable is not stored as it is (xarray then writes them all)."""
-    writes, buffered = [], False
+    chunks (each block: the bytes it wrote), and where and how each array is stored; or
+    None when a variable is not stored as it is (xarray then writes them all)."""
+    writes, arrays = [], []
     documents = _stored_metadata(path)
+    behind = not fs.is_url(path)
     for name, var in dataset.variables.items():
         if not isinstance(var.data, da.Array):
             continue  # written by xarray with the metadata
@@ -279,16 +302,19 @@ def _chunk_writes(dataset: xr.Dataset, path, encoding: dict) -> tuple[list, bool
                 np.dtype(settings.get("dtype", var.dtype)) != var.dtype or \
                 not _as_stored(var, spec, settings.get("_FillValue")):
             return None
-        buffered = buffered or storedchunks.may_write_direct(path / str(name), spec)
-        writes.append(da.map_blocks(_write_block, var.data, where=str(path / str(name)),
-                                    spec=spec, chunks=tuple((1,) * len(c) for c in var.chunks),
+        where = str(path / str(name))
+        arrays.append((where, spec))
+        writes.append(da.map_blocks(_write_block, var.data, where=where, spec=spec,
+                                    behind=behind,
+                                    chunks=tuple((1,) * len(c) for c in var.chunks),
                                     dtype=np.int64, meta=np.empty((0,) * var.ndim, np.int64)))
-    return writes, buffered
+    return writes, arrays
 
 
-def _write_block(values: np.ndarray, where: str, spec, block_info=None) -> np.ndarray:
+def _write_block(values: np.ndarray, where: str, spec, behind: bool,
+                 block_info=None) -> np.ndarray:
     written = storedchunks.write_chunk(where, spec, tuple(block_info[None]["chunk-location"]),
-                                       values)
+                                       values, behind)
     return np.full((1,) * values.ndim, written, np.int64)
 
 

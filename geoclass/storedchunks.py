@@ -13,10 +13,12 @@ local one with direct I/O: `directio`)."""
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 from dataclasses import dataclass
 
 import numcodecs
+import numcodecs.blosc
 import numpy as np
 from numcodecs.compat import ensure_bytes
 
@@ -58,8 +60,7 @@ def read_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...],
                shape: tuple[int, ...]) -> np.ndarray:
     """The stored chunk `index` of the array at `array_path` (local or remote), cut to
     `shape` (edge chunks are stored whole); the fill value where the chunk was not written."""
-    key = spec.separator.join(map(str, index))
-    path = fs.as_path(array_path) / key
+    path = chunk_path(array_path, spec, index)
     try:
         if fs.is_url(path):
             with fs.open(path) as f:
@@ -102,34 +103,115 @@ def _decode(data, spec: ChunkSpec) -> np.ndarray:
     return np.frombuffer(chunk, spec.dtype).reshape(spec.chunks).copy()
 
 
-def write_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...], values: np.ndarray) -> int:
+def write_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...], values: np.ndarray,
+                behind: bool = False) -> int:
     """Encode `values`, the chunk `index` (cut at the array's edge), and write it as the
     stored chunk of the array at `array_path` (local or remote), as zarr would: an edge chunk
-    stored whole, padded with the fill value. Returns the bytes written."""
+    stored whole, padded with the fill value. With `behind`, a local chunk is handed to this
+    process's writer threads (`directio.write_behind`: `directio.settle` waits for it).
+    Returns the bytes written."""
     if values.shape != spec.chunks:
         whole = np.full(spec.chunks, spec.fill_value, spec.dtype)
         whole[tuple(slice(0, n) for n in values.shape)] = values
         values = whole
-    data = _encode(np.ascontiguousarray(values, spec.dtype), spec)
-    target = fs.as_path(array_path) / spec.separator.join(map(str, index))
-    if spec.separator == "/" and not fs.is_url(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    values = np.ascontiguousarray(values, spec.dtype)
+    target = chunk_path(array_path, spec, index)
     if fs.is_url(target):
         with fs.open(target, "wb") as f:
+            data = _encode(values, spec)
             f.write(data)
-    else:  # big chunks of a local cube past the page cache
-        directio.write_file(target, data)
-    return len(data)
+        return len(data)
+    if spec.separator == "/":
+        target.parent.mkdir(parents=True, exist_ok=True)
+    encoded = _blosc_into_buffer(values, spec)
+    if encoded is None:
+        data = _encode(values, spec)
+        if behind:
+            directio.write_behind(target, data)
+        else:  # big chunks of a local cube past the page cache
+            directio.write_file(target, data)
+        return len(data)
+    buf, size = encoded
+    if behind:
+        directio.write_behind(target, buf=buf, size=size)
+    else:
+        try:
+            directio.write_buffer(target, buf, size)
+        finally:
+            directio.give_back(buf)
+    return size
 
 
-def may_write_direct(array_path, spec: ChunkSpec) -> bool:
-    """Whether `write_chunk` may write a chunk of this array through `directio` (a local
-    array whose chunk, encoded, may reach its size: a codec adds at most a few hundred bytes
-    to what it cannot compress), leaving the writing thread an aligned buffer."""
-    if fs.is_url(array_path):
-        return False
-    encoded = int(np.prod(spec.chunks)) * spec.dtype.itemsize + directio.ALIGN
-    return directio.takes_direct_path(fs.as_path(array_path) / "0", encoded)
+def chunk_path(array_path, spec: ChunkSpec, index: tuple[int, ...]):
+    """Where the stored chunk `index` of the array at `array_path` is."""
+    return fs.as_path(array_path) / spec.separator.join(map(str, index))
+
+
+def short_chunks(array_path, spec: ChunkSpec, sizes: np.ndarray) -> list[str]:
+    """The chunks of a local array whose file is missing or shorter than `sizes` (bytes
+    written, by chunk index) says: what a worker lost before its writes were done leaves."""
+    short = []
+    for index in np.ndindex(sizes.shape):
+        target = chunk_path(array_path, spec, index)
+        try:
+            size = target.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size != sizes[index]:
+            short.append(str(target))
+    return short
+
+
+def _blosc_compress_ctx():
+    """c-blosc's `blosc_compress_ctx`, as numcodecs' own extension holds it; None where that
+    extension does not export it (numcodecs' Blosc codec is then used as it is)."""
+    try:
+        function = ctypes.CDLL(numcodecs.blosc.__file__).blosc_compress_ctx
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_size_t,
+                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
+                         ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+# numcodecs' Blosc codec returns each chunk in a new bytes object: 17,000 fresh pages per
+# 75 MiB cube chunk, whose faults cost the 2048 px cube build 2 s of CPU here (RESULTS.md,
+# issue 13), and a copy into the aligned buffer of the direct write. The same c-blosc call
+# (numcodecs' compress: one internal thread, the same parameters, so the same bytes) writes
+# into a reused aligned buffer instead.
+_BLOSC_COMPRESS = _blosc_compress_ctx()
+_BLOSC_MAX_OVERHEAD = 16
+
+
+def _blosc_into_buffer(values: np.ndarray, spec: ChunkSpec) -> tuple[mmap.mmap, int] | None:
+    """`values` (C-contiguous) encoded as numcodecs' Blosc codec would, into an aligned
+    buffer of `directio` (the caller gives it back): (buffer, size); None for other codecs
+    or filters."""
+    codec = spec.compressor
+    if spec.filters or _BLOSC_COMPRESS is None or not codec or codec.get("id") != "blosc":
+        return None
+    itemsize, nbytes = values.dtype.itemsize, values.nbytes
+    shuffle = codec.get("shuffle", numcodecs.blosc.SHUFFLE)
+    if shuffle == numcodecs.blosc.AUTOSHUFFLE:  # numcodecs' rule
+        shuffle = numcodecs.blosc.BITSHUFFLE if itemsize == 1 else numcodecs.blosc.SHUFFLE
+    capacity = nbytes + _BLOSC_MAX_OVERHEAD
+    buf = directio.take_buffer(capacity)
+    try:
+        dest = ctypes.c_char.from_buffer(buf)
+        size = _BLOSC_COMPRESS(int(codec.get("clevel", 5)), int(shuffle), itemsize, nbytes,
+                               values.ctypes.data, ctypes.addressof(dest), capacity,
+                               codec.get("cname", "lz4").encode(),
+                               int(codec.get("blocksize", 0)), 1)
+        del dest  # no pointer into the buffer outlives the call
+    except BaseException:
+        directio.give_back(buf)
+        raise
+    if size <= 0:
+        directio.give_back(buf)
+        raise RuntimeError(f"error during blosc compression: {size}")
+    return buf, size
 
 
 def _encode(values: np.ndarray, spec: ChunkSpec) -> bytes:

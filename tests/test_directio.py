@@ -30,7 +30,7 @@ def test_the_file_holds_exactly_the_bytes(tmp_path, small_threshold, size):
 
 
 def test_a_shorter_file_after_a_longer_one_in_the_same_thread(tmp_path, small_threshold):
-    # the thread's aligned buffer is reused: nothing of the longer file may leak into the next
+    # the process's aligned buffer is reused: nothing of the longer file may leak into the next
     long, short = b"a" * 10000, b"b" * 5000
     directio.write_file(tmp_path / "long", long)
     directio.write_file(tmp_path / "short", short)
@@ -44,7 +44,7 @@ def test_big_files_on_a_local_disk_take_the_direct_path(tmp_path, monkeypatch):
     calls = []
     real = directio._write_direct
     monkeypatch.setattr(directio, "_write_direct",
-                        lambda path, data: calls.append(len(data)) or real(path, data))
+                        lambda path, buf, size: calls.append(size) or real(path, buf, size))
     big = os.urandom(directio.DIRECT_MIN + 5)
     directio.write_file(tmp_path / "big", big)
     directio.write_file(tmp_path / "small", b"tiny")
@@ -121,13 +121,82 @@ def test_a_cube_write_leaves_no_buffer_on_the_workers(tmp_path, small_threshold)
     np.testing.assert_array_equal(back, data)
 
 
-def test_buffers_are_released_only_after_writes_that_may_take_the_direct_path(tmp_path):
-    from geoclass import storedchunks
+# --- written behind ---------------------------------------------------------------------------
 
-    big = (directio.DIRECT_MIN // 2 // 64 // 64) + 1  # int16 chunks of just over DIRECT_MIN
-    cube = storedchunks.ChunkSpec(np.dtype("<i2"), (big, 64, 64), 0, ".", None, ())
-    small = storedchunks.ChunkSpec(np.dtype("u1"), (256, 256), 0, ".", None, ())
-    assert storedchunks.may_write_direct(tmp_path / "c.zarr" / "obs", cube) is \
-        _direct_here(tmp_path)
-    assert not storedchunks.may_write_direct(tmp_path / "m.zarr" / "map", small)
-    assert not storedchunks.may_write_direct("s3://bucket/c.zarr/obs", cube)  # never direct
+
+@pytest.fixture
+def writers(monkeypatch):
+    """A fresh set of writer threads for one task thread (room for one chunk)."""
+    behind = directio._Behind(task_threads=1)
+    monkeypatch.setattr(directio, "_BEHIND", behind)
+    yield behind
+    behind.executor.shutdown(wait=True)
+
+
+def test_chunks_written_behind_are_whole_once_settled(tmp_path, small_threshold, writers):
+    chunks = {tmp_path / f"c{i}": os.urandom(5000 + 4096 * i) for i in range(6)}
+    for path, data in chunks.items():
+        directio.write_behind(path, data)
+    directio.settle(tmp_path)
+    assert writers.pending == 0
+    assert {path: path.read_bytes() for path in chunks} == chunks
+
+
+def test_a_failed_write_behind_is_raised_by_the_settle_of_its_folder(tmp_path, writers):
+    mine, other = tmp_path / "mine.zarr", tmp_path / "other.zarr"
+    directio.write_behind(mine / "no such folder" / "0.0", b"x" * 100)
+    directio.write_behind(other / "no such folder" / "0.0", b"y" * 100)
+    assert directio.settle(tmp_path / "third.zarr") >= 0  # not its failures
+    with pytest.raises(FileNotFoundError):
+        directio.settle(mine)
+    directio.settle(mine)  # raised once
+    directio.settle(other, raise_errors=False)  # forgotten
+    directio.settle(other)
+    assert writers.failed == []
+
+
+def test_a_task_waits_for_room_before_handing_a_chunk_over(tmp_path, monkeypatch, writers):
+    import threading
+
+    release, started = threading.Event(), threading.Event()
+    real = directio.write_file
+
+    def slow(path, data):
+        started.set()
+        release.wait(10)
+        real(path, data)
+
+    monkeypatch.setattr(directio, "write_file", slow)
+    directio.write_behind(tmp_path / "a", b"a" * 10)  # takes the only room
+    assert started.wait(10)
+    second = threading.Thread(target=directio.write_behind, args=(tmp_path / "b", b"b" * 10))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()  # one chunk per task thread waits: memory stays chunk-bound
+    release.set()
+    second.join(10)
+    directio.settle(tmp_path)
+    assert (tmp_path / "a").read_bytes() == b"a" * 10
+    assert (tmp_path / "b").read_bytes() == b"b" * 10
+
+
+def test_a_chunk_lost_before_it_was_written_fails_the_dataset(tmp_path, monkeypatch, writers):
+    import dask.array as da
+    import xarray as xr
+
+    from geoclass import lazy
+    from geoclass.errors import ClusterError
+
+    real_file, real_buffer = directio.write_file, directio.write_buffer
+
+    # what a worker lost after its task reported the bytes leaves
+    monkeypatch.setattr(directio, "write_file",
+                        lambda path, data: path.name == "1.0.1" or real_file(path, data))
+    monkeypatch.setattr(directio, "write_buffer", lambda path, buf, size:
+                        path.name == "1.0.1" or real_buffer(path, buf, size))
+    data = np.arange(4 * 64 * 64, dtype=np.int16).reshape(4, 64, 64)
+    ds = xr.Dataset({"obs": (("t", "y", "x"), da.from_array(data, chunks=(2, 32, 32)))})
+    with pytest.raises(ClusterError, match=r"1 stored chunks were not written whole.*1\.0\.1"):
+        lazy.write_dataset(ds, tmp_path / "c.zarr", "writing")
+    assert not (tmp_path / "c.zarr").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no half-written folder left

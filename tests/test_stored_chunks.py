@@ -157,3 +157,30 @@ def test_local_chunks_are_decoded_from_their_mapped_pages(tmp_path):
     empty = storedchunks.ChunkSpec(np.dtype("<f4"), (0, 4), 0.0, ".", None, ())
     (tmp_path / "1.0").write_bytes(b"")
     assert storedchunks.read_chunk(tmp_path, empty, (1, 0), (0, 4)).shape == (0, 4)
+
+
+@pytest.mark.parametrize("codec", [
+    numcodecs.Blosc("lz4", 5, numcodecs.Blosc.BITSHUFFLE),
+    numcodecs.Blosc("zstd", 3, numcodecs.Blosc.AUTOSHUFFLE),
+    numcodecs.Blosc("blosclz", 1, numcodecs.Blosc.NOSHUFFLE, blocksize=4096),
+    numcodecs.Zstd(1),
+])
+@pytest.mark.parametrize("dtype", ["<i2", "|u1", "<f4"])
+@pytest.mark.parametrize("behind", [False, True])
+def test_a_chunk_is_the_bytes_its_codec_makes(tmp_path, monkeypatch, codec, dtype, behind):
+    """Blosc chunks are compressed by numcodecs' own c-blosc into a reused aligned buffer
+    (written from it, past the page cache where allowed): the bytes numcodecs makes."""
+    from geoclass import directio
+
+    monkeypatch.setattr(directio, "DIRECT_MIN", 1)  # the direct path too, where allowed
+    rng = np.random.default_rng(3)
+    values = (rng.integers(0, 3000, (5, 40, 33)) // 7).astype(dtype)
+    spec = storedchunks.ChunkSpec(np.dtype(dtype), (5, 40, 33), 0, ".", codec.get_config(), ())
+    for index in [(0, 0, 0), (0, 0, 1)]:  # the second reuses the first's buffer
+        written = storedchunks.write_chunk(tmp_path, spec, index, values, behind)
+        directio.settle(tmp_path)
+        stored = (tmp_path / ".".join(map(str, index))).read_bytes()
+        assert stored == codec.encode(values)
+        assert written == len(stored)
+    np.testing.assert_array_equal(
+        storedchunks.read_chunk(tmp_path, spec, (0, 0, 1), values.shape), values)
