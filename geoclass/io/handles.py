@@ -50,6 +50,7 @@ CAPACITY = _capacity()
 
 # key -> the open datasets of that file no thread is using, least recently used key first
 _FREE: OrderedDict[tuple, list] = OrderedDict()
+_COUNT = [0]  # the datasets in _FREE
 _LOCK = threading.Lock()
 
 
@@ -65,6 +66,7 @@ def open_raster(path: str):
     with _LOCK:
         free = _FREE.get(key)
         src = free.pop() if free else None
+        _COUNT[0] -= src is not None
     if src is None or src.closed:
         src = rasterio.open(key[0])
     try:
@@ -79,11 +81,11 @@ def _put_back(key: tuple, src) -> None:
     with _LOCK:
         _FREE.setdefault(key, []).append(src)
         _FREE.move_to_end(key)
-        count = sum(len(free) for free in _FREE.values())
-        while count > CAPACITY:
+        _COUNT[0] += 1
+        while _COUNT[0] > CAPACITY:
             oldest, free = next(iter(_FREE.items()))
             stale.append(free.pop(0))
-            count -= 1
+            _COUNT[0] -= 1
             if not free:
                 del _FREE[oldest]
     for old in stale:  # no thread holds them: out of the pool
@@ -95,6 +97,7 @@ def close_all() -> int:
     with _LOCK:
         stale = [src for free in _FREE.values() for src in free]
         _FREE.clear()
+        _COUNT[0] = 0
     for src in stale:
         src.close()
     return len(stale)
