@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import rasterio
+from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from geoclass.io import handles
@@ -91,3 +92,18 @@ def test_the_oldest_are_closed_beyond_the_capacity_and_a_changed_file_is_reopene
     with handles.open_raster(paths[1]) as src:
         assert int(src.read(1)[0, 0]) == 42
     assert pool == [*paths, paths[1]]
+
+
+def test_neighbouring_windows_start_reading_at_dates_far_apart():
+    from rasterio.windows import Window
+
+    from geoclass.grid import TileGrid
+    from geoclass.io.sensors.base import _first_date
+
+    grid = TileGrid("T", CRS.from_epsg(32631), from_origin(0, 20480, 10, 10), 2048, 2048, 512)
+    windows = [Window(c, r, 512, 512) for r in range(0, 2048, 512) for c in range(0, 2048, 512)]
+    starts = [_first_date(grid, w, 24) for w in windows]
+    assert all(0 <= s < 24 for s in starts)
+    apart = [min(abs(a - b), 24 - abs(a - b)) for a, b in zip(starts, starts[1:])]
+    assert min(apart) >= 6  # two threads on neighbouring windows read other dates' files
+    assert _first_date(grid, windows[3], 1) == 0 and _first_date(grid, windows[3], 0) == 0

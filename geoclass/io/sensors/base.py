@@ -271,7 +271,9 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
     # every date is written below: filled where read, the sentinel where nothing was
     # (kernels.select: a masked copy without a branch, the date's mask for every band)
     out = np.empty((len(series.dates), len(series.band_names), h, w), dtype)
-    for t, group in enumerate(series.by_date()):
+    groups = list(enumerate(series.by_date()))
+    start = _first_date(grid, window, len(groups))
+    for t, group in groups[start:] + groups[:start]:
         missing = np.ones((h, w), bool)
         for i, acq in enumerate(group):
             scale, offset = (np.asarray(v, np.float32) for v in _conversion(series, acq))
@@ -296,6 +298,15 @@ def read_observations(series: SensorSeries, grid: TileGrid, encoding: Encoding,
         if missing.any():
             fill_where(out[t], encoding.sentinel, missing)
     return out
+
+
+def _first_date(grid: TileGrid, window: Window, dates: int) -> int:
+    """The date a window's reading starts at: far from its neighbours' (the golden ratio of
+    the dates apart), so that the threads of a worker, reading neighbouring windows at once,
+    read different files and share one open dataset per file (handles) instead of opening
+    each file once per thread. The values are the same in any order."""
+    index = (int(window.row_off) // grid.chunk) * 7919 + int(window.col_off) // grid.chunk
+    return int(index * 0.6180339887 * dates) % max(dates, 1)
 
 
 def read_series_block(series: SensorSeries, grid: TileGrid, window: Window,
