@@ -62,8 +62,9 @@ class CubeShape:
                     + self.features * 8)  # the features and the pixels' table
         return {
             # the stored observations of the block, one acquisition at a time read, then
-            # its encoded chunk and that chunk's aligned copy for the direct write (each at
-            # most the block's size)
+            # its encoded chunk (in an aligned buffer) and one chunk handed to the writer
+            # threads (directio.write_behind: at most one per task thread; each at most the
+            # block's size)
             "cubes": pixels * (observations * 2 * 3 + self.bands * 12 + 8),
             # a block's features computed from its observations, and the rows taken
             "samples": pixels * features,
