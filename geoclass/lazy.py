@@ -6,6 +6,7 @@ compute with the functions below; `cluster.compute` runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -266,8 +267,10 @@ def _write_chunks(writes: list, arrays: list, root, label: str) -> None:
     try:
         sizes = compute(*writes, label=label)
     except BaseException:
-        # nothing is left writing into the folder that is about to be removed
-        run_everywhere(functools.partial(directio.settle, str(root), raise_errors=False))
+        # nothing is left writing into the folder that is about to be removed (the step's
+        # own error is the one to report)
+        with contextlib.suppress(Exception):
+            run_everywhere(functools.partial(directio.settle, str(root), raise_errors=False))
         raise
     # every process's writes done, the first failure raised; the writers' aligned buffers
     # (directio) are not kept into the next steps

@@ -200,3 +200,22 @@ def test_a_chunk_lost_before_it_was_written_fails_the_dataset(tmp_path, monkeypa
         lazy.write_dataset(ds, tmp_path / "c.zarr", "writing")
     assert not (tmp_path / "c.zarr").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no half-written folder left
+
+
+def test_a_failed_block_is_the_error_reported_and_nothing_is_left(tmp_path, writers):
+    import dask.array as da
+    import xarray as xr
+
+    from geoclass import lazy
+
+    def block(x, block_info=None):
+        if block_info[None]["chunk-location"] == (1, 1, 0):
+            raise ValueError("block (1, 1, 0) could not be read")
+        return x
+
+    data = da.from_array(np.ones((4, 64, 64), np.int16), chunks=(2, 32, 32))
+    ds = xr.Dataset({"obs": (("t", "y", "x"), data.map_blocks(block, dtype=np.int16))})
+    with pytest.raises(ValueError, match=r"block \(1, 1, 0\) could not be read"):
+        lazy.write_dataset(ds, tmp_path / "c.zarr", "writing")
+    assert writers.pending == 0
+    assert list(tmp_path.iterdir()) == []
