@@ -158,3 +158,16 @@ def test_a_killed_run_resumes_to_the_same_maps(reference, scene_template, tmp_pa
     assert run.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
     _assert_same(_outputs(path), reference)
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_local_workers_profile_every_100_ms_unless_the_user_says_otherwise():
+    import dask
+
+    from geoclass.cluster import dask_client
+
+    key = "distributed.worker.profile.interval"
+    with dask_client(workers=1, threads_per_worker=1, dashboard_address="none") as client:
+        assert set(client.run(lambda: dask.config.get(key)).values()) == {"100ms"}
+    with dask.config.set({key: "25ms"}), \
+            dask_client(workers=1, threads_per_worker=1, dashboard_address="none") as client:
+        assert set(client.run(lambda: dask.config.get(key)).values()) == {"25ms"}
