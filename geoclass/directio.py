@@ -70,20 +70,13 @@ def give_back(buf: mmap.mmap) -> None:
         _FREE.append(buf)
 
 
-def write_file(path: Path, data) -> None:
-    """Write `data` (bytes-like) as the whole content of the local file `path` (created or
-    replaced)."""
+def in_buffer(data) -> tuple[mmap.mmap, int]:
+    """`data` (bytes-like) copied into an aligned buffer (`take_buffer`): (buffer, size)."""
     size = memoryview(data).nbytes
-    if not takes_direct_path(path, size):
-        _write_plain(path, data)
-        return
     buf = take_buffer(size)
-    try:
-        with memoryview(buf) as view:
-            view[:size] = memoryview(data).cast("B")
-        write_buffer(path, buf, size)
-    finally:
-        give_back(buf)
+    with memoryview(buf) as view:
+        view[:size] = memoryview(data).cast("B")
+    return buf, size
 
 
 def write_buffer(path: Path, buf: mmap.mmap, size: int) -> None:
@@ -131,33 +124,29 @@ def _behind() -> _Behind:
         return _BEHIND
 
 
-def write_behind(path: Path, data=None, buf: mmap.mmap | None = None, size: int = 0) -> None:
-    """`write_file(path, data)`, or `write_buffer(path, buf, size)` (the buffer is given
-    back once written), on one of this process's writer threads: returns as soon as the
-    chunk is handed over (after waiting for room); `settle` says whether it was written."""
+def write_behind(path: Path, buf: mmap.mmap, size: int) -> None:
+    """`write_buffer(path, buf, size)` on one of this process's writer threads, the buffer
+    given back once written: returns as soon as the chunk is handed over (after waiting for
+    room); `settle` says whether it was written."""
     behind = _behind()
     behind.room.acquire()
     with behind.done:
         behind.pending += 1
     try:
-        behind.executor.submit(_write_handed, behind, Path(path), data, buf, size)
+        behind.executor.submit(_write_handed, behind, Path(path), buf, size)
     except BaseException:
         _handed_back(behind)
         raise
 
 
-def _write_handed(behind: _Behind, path: Path, data, buf, size: int) -> None:
+def _write_handed(behind: _Behind, path: Path, buf: mmap.mmap, size: int) -> None:
     try:
-        if buf is None:
-            write_file(path, data)
-        else:
-            write_buffer(path, buf, size)
+        write_buffer(path, buf, size)
     except BaseException as err:  # kept for the dataset's `settle`
         with behind.done:
             behind.failed.append((path, err))
     finally:
-        if buf is not None:
-            give_back(buf)
+        give_back(buf)
         _handed_back(behind)
 
 
@@ -169,8 +158,8 @@ def _handed_back(behind: _Behind) -> None:
 
 
 def settle(root: str | Path, raise_errors: bool = True) -> int:
-    """Wait until every write handed to this process's writers is done, drop the writing
-    threads' buffers, and raise the first write under `root` that failed (with
+    """Wait until every write handed to this process's writers is done, drop the process's
+    free buffers, and raise the first write under `root` that failed (with
     `raise_errors`; those failures are forgotten either way). The bytes of buffers dropped."""
     failed = []
     behind = _BEHIND
@@ -192,7 +181,7 @@ def _under(path: Path, root: str) -> bool:
 
 
 def takes_direct_path(path: Path, size: int) -> bool:
-    """Whether `write_file` writes `size` bytes at the local `path` with O_DIRECT (unless
+    """Whether `write_buffer` writes `size` bytes at the local `path` with O_DIRECT (unless
     the system refuses it), and so keeps an aligned buffer for the writing thread."""
     return size >= DIRECT_MIN and direct_allowed(path)
 

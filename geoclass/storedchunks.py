@@ -123,22 +123,15 @@ def write_chunk(array_path, spec: ChunkSpec, index: tuple[int, ...], values: np.
         return len(data)
     if spec.separator == "/":
         target.parent.mkdir(parents=True, exist_ok=True)
-    encoded = _blosc_into_buffer(values, spec)
-    if encoded is None:
-        data = _encode(values, spec)
-        if behind:
-            directio.write_behind(target, data)
-        else:  # big chunks of a local cube past the page cache
-            directio.write_file(target, data)
-        return len(data)
-    buf, size = encoded
+    # big chunks of a local cube past the page cache, from an aligned buffer (directio)
+    buf, size = _blosc_into_buffer(values, spec) or directio.in_buffer(_encode(values, spec))
     if behind:
-        directio.write_behind(target, buf=buf, size=size)
-    else:
-        try:
-            directio.write_buffer(target, buf, size)
-        finally:
-            directio.give_back(buf)
+        directio.write_behind(target, buf, size)
+        return size
+    try:
+        directio.write_buffer(target, buf, size)
+    finally:
+        directio.give_back(buf)
     return size
 
 

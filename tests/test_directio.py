@@ -15,6 +15,15 @@ def small_threshold(monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN", 1)
 
 
+def _write(path, data) -> None:
+    """`data` written as the file `path` the way a chunk is: from an aligned buffer."""
+    buf, size = directio.in_buffer(data)
+    try:
+        directio.write_buffer(path, buf, size)
+    finally:
+        directio.give_back(buf)
+
+
 def _direct_here(path) -> bool:
     return directio.direct_allowed(path) and hasattr(os, "O_DIRECT")
 
@@ -24,7 +33,7 @@ def test_the_file_holds_exactly_the_bytes(tmp_path, small_threshold, size):
     data = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
     path = tmp_path / "chunk"
     path.write_bytes(b"x" * (size + 9000))  # replaced whole, not overwritten in place
-    directio.write_file(path, data)
+    _write(path, data)
     assert path.read_bytes() == data
     assert path.stat().st_size == size
 
@@ -32,8 +41,8 @@ def test_the_file_holds_exactly_the_bytes(tmp_path, small_threshold, size):
 def test_a_shorter_file_after_a_longer_one_in_the_same_thread(tmp_path, small_threshold):
     # the process's aligned buffer is reused: nothing of the longer file may leak into the next
     long, short = b"a" * 10000, b"b" * 5000
-    directio.write_file(tmp_path / "long", long)
-    directio.write_file(tmp_path / "short", short)
+    _write(tmp_path / "long", long)
+    _write(tmp_path / "short", short)
     assert (tmp_path / "short").read_bytes() == short
     assert (tmp_path / "long").read_bytes() == long
 
@@ -46,8 +55,8 @@ def test_big_files_on_a_local_disk_take_the_direct_path(tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "_write_direct",
                         lambda path, buf, size: calls.append(size) or real(path, buf, size))
     big = os.urandom(directio.DIRECT_MIN + 5)
-    directio.write_file(tmp_path / "big", big)
-    directio.write_file(tmp_path / "small", b"tiny")
+    _write(tmp_path / "big", big)
+    _write(tmp_path / "small", b"tiny")
     assert calls == [len(big)]  # the small file went the usual way
     assert (tmp_path / "big").read_bytes() == big
     assert (tmp_path / "small").read_bytes() == b"tiny"
@@ -66,14 +75,14 @@ def test_refused_direct_io_falls_back_to_a_plain_write(tmp_path, small_threshold
 
     monkeypatch.setattr(os, "open", refuse_direct)
     data = os.urandom(10000)
-    directio.write_file(tmp_path / "f", data)
+    _write(tmp_path / "f", data)
     assert (tmp_path / "f").read_bytes() == data
 
 
 def test_other_write_errors_are_not_hidden(tmp_path, small_threshold, monkeypatch):
     monkeypatch.setattr(directio, "direct_allowed", lambda path: True)
     with pytest.raises(OSError):
-        directio.write_file(tmp_path / "no such folder" / "f", b"x" * 10000)
+        _write(tmp_path / "no such folder" / "f", b"x" * 10000)
 
 
 def test_which_file_systems_allow_direct_io(monkeypatch):
@@ -96,7 +105,7 @@ def test_mount_points_are_read_with_their_escapes():
 
 def test_buffers_are_dropped_after_a_dataset_is_written(tmp_path, small_threshold):
     directio.release_buffers()
-    directio.write_file(tmp_path / "a", b"x" * 10000)
+    _write(tmp_path / "a", b"x" * 10000)
     if not _direct_here(tmp_path):
         pytest.skip("the temporary folder is not on a local disk file system")
     assert directio.release_buffers() == 12288  # 10000 bytes in whole 4 KiB blocks
@@ -136,7 +145,7 @@ def writers(monkeypatch):
 def test_chunks_written_behind_are_whole_once_settled(tmp_path, small_threshold, writers):
     chunks = {tmp_path / f"c{i}": os.urandom(5000 + 4096 * i) for i in range(6)}
     for path, data in chunks.items():
-        directio.write_behind(path, data)
+        directio.write_behind(path, *directio.in_buffer(data))
     directio.settle(tmp_path)
     assert writers.pending == 0
     assert {path: path.read_bytes() for path in chunks} == chunks
@@ -144,8 +153,8 @@ def test_chunks_written_behind_are_whole_once_settled(tmp_path, small_threshold,
 
 def test_a_failed_write_behind_is_raised_by_the_settle_of_its_folder(tmp_path, writers):
     mine, other = tmp_path / "mine.zarr", tmp_path / "other.zarr"
-    directio.write_behind(mine / "no such folder" / "0.0", b"x" * 100)
-    directio.write_behind(other / "no such folder" / "0.0", b"y" * 100)
+    directio.write_behind(mine / "no such folder" / "0.0", *directio.in_buffer(b"x" * 100))
+    directio.write_behind(other / "no such folder" / "0.0", *directio.in_buffer(b"y" * 100))
     assert directio.settle(tmp_path / "third.zarr") >= 0  # not its failures
     with pytest.raises(FileNotFoundError):
         directio.settle(mine)
@@ -159,17 +168,18 @@ def test_a_task_waits_for_room_before_handing_a_chunk_over(tmp_path, monkeypatch
     import threading
 
     release, started = threading.Event(), threading.Event()
-    real = directio.write_file
+    real = directio.write_buffer
 
-    def slow(path, data):
+    def slow(path, buf, size):
         started.set()
         release.wait(10)
-        real(path, data)
+        real(path, buf, size)
 
-    monkeypatch.setattr(directio, "write_file", slow)
-    directio.write_behind(tmp_path / "a", b"a" * 10)  # takes the only room
+    monkeypatch.setattr(directio, "write_buffer", slow)
+    directio.write_behind(tmp_path / "a", *directio.in_buffer(b"a" * 10))  # the only room
     assert started.wait(10)
-    second = threading.Thread(target=directio.write_behind, args=(tmp_path / "b", b"b" * 10))
+    second = threading.Thread(target=directio.write_behind,
+                              args=(tmp_path / "b", *directio.in_buffer(b"b" * 10)))
     second.start()
     second.join(0.3)
     assert second.is_alive()  # one chunk per task thread waits: memory stays chunk-bound
@@ -187,11 +197,9 @@ def test_a_chunk_lost_before_it_was_written_fails_the_dataset(tmp_path, monkeypa
     from geoclass import lazy
     from geoclass.errors import ClusterError
 
-    real_file, real_buffer = directio.write_file, directio.write_buffer
+    real_buffer = directio.write_buffer
 
     # what a worker lost after its task reported the bytes leaves
-    monkeypatch.setattr(directio, "write_file",
-                        lambda path, data: path.name == "1.0.1" or real_file(path, data))
     monkeypatch.setattr(directio, "write_buffer", lambda path, buf, size:
                         path.name == "1.0.1" or real_buffer(path, buf, size))
     data = np.arange(4 * 64 * 64, dtype=np.int16).reshape(4, 64, 64)
